@@ -1,0 +1,1 @@
+"""dlcsync: keeps US 10DLC number-to-campaign links consistent with the carrier."""

@@ -1,0 +1,38 @@
+"""The ``dlcsync`` command line (DESIGN §5)."""
+
+from __future__ import annotations
+
+import click
+
+from dlcsync.settings import Settings
+
+
+@click.group()
+@click.pass_context
+def main(ctx: click.Context) -> None:
+    """dlcsync keeps US 10DLC number-to-campaign links consistent with the carrier."""
+    ctx.obj = Settings()
+
+
+@main.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+@click.pass_obj
+def db_upgrade(settings: Settings) -> None:
+    """Create or migrate the schema to the latest revision."""
+    from models.migrate import upgrade
+
+    upgrade(settings.database_url)
+    click.echo("database is at the latest revision")
+
+
+@db.command("check")
+@click.pass_obj
+def db_check(settings: Settings) -> None:
+    """Fail if the models and the migrations disagree."""
+    from models.migrate import check
+
+    check(settings.database_url)

@@ -1,0 +1,65 @@
+"""Typed settings: the only place that reads the environment (DESIGN §3).
+
+Every composition root (`create_app`, `create_celery`, the CLI) builds one `Settings` and
+passes plain values down. Secrets are `SecretStr`, so a repr or a log line never shows them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_SQLITE_URL = f"sqlite:///{Path('var/dlcsync.db').resolve()}"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
+
+    database_url: str = Field(default=DEFAULT_SQLITE_URL)
+    redis_url: str | None = None
+    public_url: str = "http://127.0.0.1:8000"
+
+    plivo_auth_id: str | None = None
+    plivo_auth_token: SecretStr | None = None
+    plivo_api_url: str = "https://api.plivo.com"
+
+    telnyx_api_key: SecretStr | None = None
+    telnyx_public_key: str | None = None
+    telnyx_api_url: str = "https://api.telnyx.com"
+
+    api_token: SecretStr | None = None
+    alert_urls: str | None = None
+
+    poll_interval_seconds: int = Field(default=60, gt=0)
+    stuck_after_seconds: int = Field(default=259200, gt=0)
+    drift_check_seconds: int = Field(default=86400, gt=0)
+    sweep_seconds: int = Field(default=30, gt=0)
+    plivo_rate_limit_per_second: float = Field(default=50, gt=0)
+    telnyx_rate_limit_per_second: float = Field(default=2, gt=0)
+
+    @field_validator("public_url", "plivo_api_url", "telnyx_api_url")
+    @classmethod
+    def _strip_trailing_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    @field_validator("redis_url", "plivo_auth_id", "telnyx_public_key", "alert_urls")
+    @classmethod
+    def _empty_is_unset(cls, value: str | None) -> str | None:
+        return value or None
+
+    @property
+    def alert_url_list(self) -> list[str]:
+        return (self.alert_urls or "").split()
+
+    @property
+    def plivo_enabled(self) -> bool:
+        return bool(self.plivo_auth_id and self.plivo_auth_token)
+
+    @property
+    def telnyx_enabled(self) -> bool:
+        return self.telnyx_api_key is not None and bool(self.telnyx_api_key.get_secret_value())
+
+    def enabled_providers(self) -> list[str]:
+        return [p for p, on in (("plivo", self.plivo_enabled), ("telnyx", self.telnyx_enabled)) if on]

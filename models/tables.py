@@ -1,0 +1,166 @@
+"""The four tables: links, link_events (append-only audit), inbox, alerts.
+
+States are stored as plain strings (the values of :class:`models.statemachine.State`), so
+adding a state never needs an enum migration. Times are always timezone-aware UTC.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware on PostgreSQL; naive UTC on SQLite, read back as aware UTC."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime; dlcsync stores aware UTC times only")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Link(SQLModel, table=True):
+    """One row per (provider, E.164 number): the current state dlcsync believes."""
+
+    __tablename__ = "links"
+    __table_args__ = (
+        sa.UniqueConstraint("provider", "number", name="uq_links_provider_number"),
+        sa.Index("ix_links_due", "next_poll_at"),
+        sa.Index("ix_links_campaign_state", "provider", "campaign_id", "state"),
+        sa.Index("ix_links_state_updated", "state", "updated_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    provider: str = Field(max_length=32)
+    number: str = Field(max_length=20)
+    campaign_id: str = Field(max_length=64)
+    #: The campaign a number leaves when it is moved (Plivo: unlinked before the new link).
+    prior_campaign_id: str | None = Field(default=None, max_length=64)
+    state: str = Field(max_length=32)
+    generation: int = 1
+    direction: str = Field(max_length=8)
+    provider_status: str | None = Field(default=None, max_length=64)
+    failure_reason: str | None = Field(default=None, max_length=2000)
+    drift: bool = False
+    observed_at: datetime = Field(sa_type=UTCDateTime(), nullable=False)
+    generation_started_at: datetime = Field(sa_type=UTCDateTime(), nullable=False)
+    #: Durable time: when this link should next be polled (or its request (re)sent).
+    next_poll_at: datetime | None = Field(default=None, sa_type=UTCDateTime(), nullable=True)
+    poll_attempts: int = 0
+    request_attempts: int = 0
+    last_error: str | None = Field(default=None, max_length=2000)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime(), nullable=False)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime(), nullable=False)
+
+
+class LinkEvent(SQLModel, table=True):
+    """The audit log: one row per applied change. Append-only (a trigger refuses the rest)."""
+
+    __tablename__ = "link_events"
+    __table_args__ = (
+        sa.Index("ix_link_events_link", "link_id", "recorded_at", "id"),
+        sa.Index("ix_link_events_recorded", "recorded_at", "id"),
+        # At most one audit row per (link, generation, to-state), drift aside: a redelivered
+        # task or a duplicate webhook cannot write a second one even if the CAS were bypassed.
+        sa.Index(
+            "uq_link_events_transition",
+            "link_id",
+            "generation",
+            "to_state",
+            unique=True,
+            postgresql_where=sa.text("NOT drift"),
+            sqlite_where=sa.text("NOT drift"),
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    link_id: int = Field(foreign_key="links.id")
+    provider: str = Field(max_length=32)
+    number: str = Field(max_length=20)
+    campaign_id: str = Field(max_length=64)
+    generation: int
+    from_state: str | None = Field(default=None, max_length=32)
+    to_state: str = Field(max_length=32)
+    source: str = Field(max_length=16)
+    provider_status: str | None = Field(default=None, max_length=64)
+    provider_time: datetime | None = Field(default=None, sa_type=UTCDateTime(), nullable=True)
+    recorded_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime(), nullable=False)
+    reason: str | None = Field(default=None, max_length=2000)
+    drift: bool = False
+    inbox_id: int | None = Field(default=None, foreign_key="inbox.id")
+
+
+class InboxItem(SQLModel, table=True):
+    """Every accepted webhook delivery, stored before the 2xx."""
+
+    __tablename__ = "inbox"
+    __table_args__ = (
+        sa.UniqueConstraint("provider", "dedupe_key", name="uq_inbox_provider_dedupe"),
+        sa.Index(
+            "ix_inbox_unprocessed",
+            "received_at",
+            postgresql_where=sa.text("outcome IS NULL"),
+            sqlite_where=sa.text("outcome IS NULL"),
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    provider: str = Field(max_length=32)
+    dedupe_key: str = Field(max_length=255)
+    body: bytes = Field(sa_type=sa.LargeBinary())
+    headers: dict[str, str] = Field(default_factory=dict, sa_type=sa.JSON())
+    received_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime(), nullable=False)
+    #: Further deliveries of the same event (answered 200, nothing new stored).
+    duplicate_deliveries: int = 0
+    #: ``None`` until processed; then a Verdict value or "failed".
+    outcome: str | None = Field(default=None, max_length=16)
+    reason: str | None = Field(default=None, max_length=2000)
+    attempts: int = 0
+    error: str | None = Field(default=None, max_length=2000)
+    processed_at: datetime | None = Field(default=None, sa_type=UTCDateTime(), nullable=True)
+
+
+class Alert(SQLModel, table=True):
+    """The alert outbox, written in the transaction of the change that causes the alert."""
+
+    __tablename__ = "alerts"
+    __table_args__ = (
+        sa.Index("ix_alerts_pending", "state", "next_attempt_at"),
+        sa.Index("ix_alerts_created", "created_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=32)
+    dedupe_key: str = Field(max_length=255, unique=True)
+    link_id: int | None = Field(default=None, foreign_key="links.id")
+    provider: str | None = Field(default=None, max_length=32)
+    number: str | None = Field(default=None, max_length=20)
+    campaign_id: str | None = Field(default=None, max_length=64)
+    generation: int | None = None
+    payload: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON())
+    #: pending -> sent | failed (gave up) ; "grouped" when delivered inside a digest.
+    state: str = Field(default="pending", max_length=16)
+    attempts: int = 0
+    next_attempt_at: datetime | None = Field(default=None, sa_type=UTCDateTime(), nullable=True)
+    last_error: str | None = Field(default=None, max_length=2000)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime(), nullable=False)
+    sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime(), nullable=True)

@@ -1,0 +1,1 @@
+"""Provider adapters: one module per provider (Plivo, Telnyx), one common interface."""

@@ -1,0 +1,179 @@
+"""The common interface of provider adapters, and the errors they raise.
+
+One module per provider (``plivo.py``, ``telnyx.py``) implements :class:`ProviderClient`
+(API calls over a shared ``httpx.Client``) and :class:`CallbackHandler` (signature check and
+parsing of the provider's status callbacks). Everything provider-specific stays there:
+wire formats, number formats, status tables, error bodies.
+
+Provider statuses are mapped onto a direction-neutral :class:`~models.statemachine.Signal`;
+``signal=None`` means the status is unknown and is never guessed.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import ClassVar, Protocol
+
+import httpx
+
+from models.statemachine import Direction, Signal
+
+DEFAULT_TIMEOUT = httpx.Timeout(connect=5.0, read=30.0, write=30.0, pool=10.0)
+
+
+class ProviderError(Exception):
+    """Base of every error an adapter raises. ``str(err)`` is meant for people."""
+
+    def __init__(
+        self, message: str, *, status: int | None = None, code: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.code = code
+
+
+class TemporaryProviderError(ProviderError):
+    """Worth retrying later: timeouts, connection errors, 408, 409, 429, 5xx."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        retry_after: float | None = None,
+        timed_out: bool = False,
+    ) -> None:
+        super().__init__(message, status=status, code=code)
+        #: Seconds the provider asked us to wait (Retry-After, x-ratelimit-reset).
+        self.retry_after = retry_after
+        #: The request may have reached the provider (check with a GET before resending).
+        self.timed_out = timed_out
+
+
+class MalformedResponse(TemporaryProviderError):
+    """The provider answered 2xx with something we cannot understand (bad JSON, no fields)."""
+
+
+class PermanentProviderError(ProviderError):
+    """Retrying will not help: other 4xx, with the provider's error text and code."""
+
+
+class CredentialsRejected(PermanentProviderError):
+    """401/403: the provider refused our credentials."""
+
+
+class NotLinked(ProviderError):
+    """The number is not linked to the campaign (404, Plivo's "not linked" error)."""
+
+
+class VerificationError(Exception):
+    """A callback's signature is missing, malformed, wrong or outside its time window."""
+
+
+class CallbackParseError(Exception):
+    """A correctly signed callback whose body cannot be understood."""
+
+
+@dataclass(frozen=True)
+class NumberStatus:
+    """What the provider says about one number (from link/unlink/get/list answers)."""
+
+    number: str  # E.164
+    campaign_id: str | None
+    provider_status: str
+    signal: Signal | None
+    direction: Direction | None = None
+    provider_time: datetime | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class CallbackRequest:
+    """A webhook request as received, before trusting anything in it."""
+
+    method: str
+    #: The public URL the provider called: PUBLIC_URL + path + "?" + query string, if any.
+    url: str
+    headers: Mapping[str, str]  # case-insensitive lookups are the handler's job
+    body: bytes
+    content_type: str = ""
+    query: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CallbackEvent:
+    """A verified and parsed callback."""
+
+    dedupe_key: str
+    #: False for valid events that are not about number assignment (answered 200, ignored).
+    relevant: bool
+    number: str | None = None  # E.164
+    campaign_id: str | None = None
+    provider_status: str = ""
+    signal: Signal | None = None
+    direction: Direction | None = None
+    event_id: str | None = None
+    provider_time: datetime | None = None
+    reason: str | None = None
+    ignore_reason: str | None = None
+
+
+class RateLimiter(Protocol):
+    """Shared per-account limiter (issue: reconciliation). ``acquire`` blocks until allowed."""
+
+    def acquire(self) -> None: ...
+
+    def penalize(self, seconds: float) -> None:
+        """The provider said to slow down (429, Retry-After, x-ratelimit-reset)."""
+
+
+class NoLimit:
+    def acquire(self) -> None:
+        return None
+
+    def penalize(self, seconds: float) -> None:
+        return None
+
+
+class ProviderClient(ABC):
+    """API operations. Numbers are E.164 in and out; conversion happens inside."""
+
+    name: ClassVar[str]
+    #: Whether one request can link many numbers (Plivo) or one per request (Telnyx).
+    batch_link: ClassVar[bool] = False
+    #: Whether the provider moves a number to another campaign in one call (Telnyx PUT).
+    supports_move: ClassVar[bool] = False
+
+    @abstractmethod
+    def link(self, campaign_id: str, numbers: list[str]) -> list[NumberStatus]: ...
+
+    @abstractmethod
+    def unlink(self, campaign_id: str, number: str) -> NumberStatus: ...
+
+    @abstractmethod
+    def get(self, campaign_id: str, number: str) -> NumberStatus:
+        """Raises :class:`NotLinked` when the number is not linked to that campaign."""
+
+    @abstractmethod
+    def list_campaign(self, campaign_id: str) -> list[NumberStatus]:
+        """All numbers of a campaign, every page."""
+
+    def move(self, number: str, from_campaign: str, to_campaign: str) -> NumberStatus:
+        raise NotImplementedError(f"{self.name} cannot move a number in one call")
+
+
+class CallbackHandler(ABC):
+    name: ClassVar[str]
+
+    @abstractmethod
+    def verify(self, request: CallbackRequest, now: float | None = None) -> None:
+        """Raise :class:`VerificationError` unless the request is authentic. Never else."""
+
+    @abstractmethod
+    def parse(self, request: CallbackRequest) -> CallbackEvent:
+        """Raise :class:`CallbackParseError` when the body cannot be understood. Never else."""
