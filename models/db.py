@@ -44,7 +44,8 @@ def make_engine(url: str, **kwargs: Any) -> sa.Engine:
     kwargs.setdefault("pool_pre_ping", True)
     # Fail fast when the database is down: the webhook must answer 503 well under 2 s.
     kwargs.setdefault("connect_args", {"connect_timeout": 2})
-    kwargs.setdefault("pool_timeout", 2)
+    if "poolclass" not in kwargs:
+        kwargs.setdefault("pool_timeout", 2)
     return sa.create_engine(url, **kwargs)
 
 
@@ -66,9 +67,9 @@ def _make_sqlite_concurrent(engine: sa.Engine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def is_postgres(session_or_engine: Session | sa.Engine) -> bool:
-    bind = session_or_engine.get_bind() if isinstance(session_or_engine, Session) else session_or_engine
-    return bind.dialect.name == "postgresql"
+def is_postgres(bind: Session | sa.Engine) -> bool:
+    engine = bind.get_bind() if isinstance(bind, Session) else bind
+    return engine.dialect.name == "postgresql"
 
 
 @contextmanager
@@ -81,3 +82,17 @@ def transaction(engine: sa.Engine) -> Iterator[Session]:
         except BaseException:
             session.rollback()
             raise
+
+
+def insert_ignoring_conflicts(session: Session, table: Any, values: dict[str, Any]) -> bool:
+    """INSERT ... ON CONFLICT DO NOTHING on PostgreSQL and SQLite. True if a row went in."""
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        stmt: Any = pg_insert(table).values(**values).on_conflict_do_nothing()
+    else:
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        stmt = sqlite_insert(table).values(**values).on_conflict_do_nothing()
+    # RETURNING, not rowcount: the ORM-enabled insert path does not report a rowcount.
+    return session.execute(stmt.returning(table.id)).first() is not None

@@ -137,6 +137,8 @@ class Observation:
     #: Known for polls and request answers (the generation they were made for).
     generation: int | None = None
     reason: str | None = None
+    #: The provider's own timestamp, when it sent one (kept in the audit row).
+    provider_time: datetime | None = None
 
     @property
     def fresh(self) -> bool:
@@ -227,10 +229,11 @@ def decide(link: LinkSnapshot, obs: Observation) -> Decision:
             return Decision(Verdict.IGNORED, reason=f"{link.state} -> {target} not allowed")
         drift = True
 
+    moved = f"moved to campaign {moved_to} at the provider" if moved_to else None
     return Decision(
         Verdict.APPLIED,
         to_state=target,
-        reason=obs.reason or (f"moved to campaign {moved_to} at the provider" if moved_to else None),
+        reason=obs.reason or moved,
         drift=drift,
         alert=alert_for(target, drift),
         campaign_id=moved_to,

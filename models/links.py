@@ -1,0 +1,301 @@
+"""Saving state machine decisions: the one place a link's state changes.
+
+Load → decide → save under a row lock, with a compare-and-set on (state, generation,
+observed_at) as a second guard, the audit row and any alert in the same transaction. The
+caller owns the transaction (commit or rollback); these functions only add to it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlmodel import Session, select
+
+from models import alerts
+from models.db import insert_ignoring_conflicts
+from models.statemachine import (
+    AlertKind,
+    Decision,
+    Direction,
+    LinkSnapshot,
+    Observation,
+    Request,
+    Source,
+    State,
+    Verdict,
+    decide,
+    request_link,
+    request_unlink,
+)
+from models.tables import Link, LinkEvent, utcnow
+
+
+class ConcurrentChange(Exception):
+    """The link changed between load and save; the caller retries the whole transaction."""
+
+
+def snapshot(link: Link) -> LinkSnapshot:
+    return LinkSnapshot(
+        state=State(link.state),
+        generation=link.generation,
+        campaign_id=link.campaign_id,
+        direction=Direction(link.direction),
+        observed_at=link.observed_at,
+        generation_started_at=link.generation_started_at,
+    )
+
+
+def load(session: Session, provider: str, number: str, *, lock: bool = True) -> Link | None:
+    stmt = select(Link).where(Link.provider == provider, Link.number == number)
+    if lock:
+        stmt = stmt.with_for_update()
+    return session.exec(stmt).first()
+
+
+def _cas_update(session: Session, link: Link, **values: object) -> None:
+    assert link.id is not None
+    result = session.execute(
+        sa.update(Link)
+        .where(
+            Link.id == link.id,  # type: ignore[arg-type]
+            Link.state == link.state,  # type: ignore[arg-type]
+            Link.generation == link.generation,  # type: ignore[arg-type]
+            Link.observed_at == link.observed_at,  # type: ignore[arg-type]
+        )
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        raise ConcurrentChange(f"link {link.provider} {link.number} changed concurrently")
+    session.expire(link)
+
+
+def _audit(
+    session: Session,
+    link: Link,
+    *,
+    from_state: State | None,
+    to_state: State,
+    generation: int,
+    campaign_id: str,
+    source: Source,
+    now: datetime,
+    provider_status: str | None = None,
+    provider_time: datetime | None = None,
+    reason: str | None = None,
+    drift: bool = False,
+    inbox_id: int | None = None,
+) -> LinkEvent:
+    assert link.id is not None
+    event = LinkEvent(
+        link_id=link.id,
+        provider=link.provider,
+        number=link.number,
+        campaign_id=campaign_id,
+        generation=generation,
+        from_state=from_state.value if from_state else None,
+        to_state=to_state.value,
+        source=source.value,
+        provider_status=provider_status,
+        provider_time=provider_time,
+        recorded_at=now,
+        reason=reason,
+        drift=drift,
+        inbox_id=inbox_id,
+    )
+    session.add(event)
+    return event
+
+
+def apply_observation(
+    session: Session,
+    provider: str,
+    number: str,
+    obs: Observation,
+    *,
+    inbox_id: int | None = None,
+    now: datetime | None = None,
+) -> Decision:
+    """Decide on an observation of one number and save the result (not committed)."""
+    now = now or utcnow()
+    link = load(session, provider, number)
+    if link is None:
+        return Decision(Verdict.IGNORED, reason="number is not managed by dlcsync")
+    before = snapshot(link)
+    decision = decide(before, obs)
+    if decision.alert is AlertKind.UNKNOWN_STATUS:
+        alerts.raise_alert(
+            session,
+            AlertKind.UNKNOWN_STATUS,
+            link=link,
+            key_extra=obs.provider_status,
+            reason=decision.reason,
+            now=now,
+        )
+    if decision.verdict is not Verdict.APPLIED:
+        return decision
+
+    assert decision.to_state is not None
+    to_state = decision.to_state
+    campaign_id = decision.campaign_id or link.campaign_id
+    failed = to_state in (State.FAILED, State.UNLINK_FAILED)
+    _audit(
+        session,
+        link,
+        from_state=before.state,
+        to_state=to_state,
+        generation=before.generation,
+        campaign_id=campaign_id,
+        source=obs.source,
+        now=now,
+        provider_status=obs.provider_status,
+        provider_time=obs.provider_time,
+        reason=decision.reason,
+        drift=decision.drift,
+        inbox_id=inbox_id,
+    )
+    _cas_update(
+        session,
+        link,
+        state=to_state.value,
+        campaign_id=campaign_id,
+        observed_at=max(obs.observed_at, before.observed_at),
+        provider_status=obs.provider_status,
+        failure_reason=decision.reason if failed else None,
+        drift=decision.drift,
+        updated_at=now,
+    )
+    if decision.alert is not None:
+        alerts.raise_alert(
+            session,
+            decision.alert,
+            link=link,
+            reason=decision.reason,
+            key_extra=f"{to_state.value}@{now.isoformat()}" if decision.drift else None,
+            now=now,
+        )
+    return decision
+
+
+@dataclass(frozen=True)
+class RequestResult:
+    accepted: bool
+    changed: bool
+    reason: str | None
+    link: Link | None
+
+
+def _insert_if_missing(
+    session: Session, provider: str, number: str, campaign_id: str, now: datetime
+) -> bool:
+    """Insert a fresh link row unless one exists; True if this call inserted it."""
+    values = {
+        "provider": provider,
+        "number": number,
+        "campaign_id": campaign_id,
+        "state": State.LINK_REQUESTED.value,
+        "generation": 1,
+        "direction": Direction.LINK.value,
+        "drift": False,
+        "observed_at": now,
+        "generation_started_at": now,
+        "next_poll_at": now,
+        "poll_attempts": 0,
+        "request_attempts": 0,
+        "created_at": now,
+        "updated_at": now,
+    }
+    return insert_ignoring_conflicts(session, Link, values)
+
+
+def request_link_of(
+    session: Session,
+    provider: str,
+    number: str,
+    campaign_id: str,
+    *,
+    source: Source,
+    now: datetime | None = None,
+) -> RequestResult:
+    """Record an operator's wish to link ``number`` to ``campaign_id`` (idempotent)."""
+    now = now or utcnow()
+    if _insert_if_missing(session, provider, number, campaign_id, now):
+        link = load(session, provider, number)
+        assert link is not None
+        _audit(
+            session,
+            link,
+            from_state=None,
+            to_state=State.LINK_REQUESTED,
+            generation=1,
+            campaign_id=campaign_id,
+            source=source,
+            now=now,
+            reason="link requested",
+        )
+        return RequestResult(True, True, "link requested", link)
+    link = load(session, provider, number)
+    assert link is not None
+    return _start_generation(session, link, request_link(snapshot(link), campaign_id), source, now)
+
+
+def request_unlink_of(
+    session: Session, provider: str, number: str, *, source: Source, now: datetime | None = None
+) -> RequestResult:
+    """Record an operator's wish to unlink ``number``. Unknown numbers are not accepted."""
+    now = now or utcnow()
+    link = load(session, provider, number)
+    if link is None:
+        return RequestResult(False, False, "number is not managed by dlcsync", None)
+    return _start_generation(session, link, request_unlink(snapshot(link)), source, now)
+
+
+def _start_generation(
+    session: Session, link: Link, req: Request, source: Source, now: datetime
+) -> RequestResult:
+    if not req.new_generation:
+        return RequestResult(True, False, req.reason, link)
+    assert req.state is not None and req.direction is not None and req.campaign_id is not None
+    before = snapshot(link)
+    generation = before.generation + 1
+    reason = (
+        f"move from campaign {req.prior_campaign_id}"
+        if req.prior_campaign_id
+        else f"{req.direction} requested"
+    )
+    _audit(
+        session,
+        link,
+        from_state=before.state,
+        to_state=req.state,
+        generation=generation,
+        campaign_id=req.campaign_id,
+        source=source,
+        now=now,
+        reason=reason,
+    )
+    # The new generation starts strictly after everything observed so far.
+    started = max(now, before.observed_at)
+    _cas_update(
+        session,
+        link,
+        state=req.state.value,
+        generation=generation,
+        direction=req.direction.value,
+        campaign_id=req.campaign_id,
+        prior_campaign_id=req.prior_campaign_id,
+        observed_at=started,
+        generation_started_at=started,
+        provider_status=None,
+        failure_reason=None,
+        drift=False,
+        next_poll_at=now,
+        poll_attempts=0,
+        request_attempts=0,
+        last_error=None,
+        updated_at=now,
+    )
+    session.refresh(link)
+    return RequestResult(True, True, reason, link)

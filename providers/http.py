@@ -1,0 +1,340 @@
+"""HTTP plumbing shared by the provider adapters.
+
+One pooled ``httpx.Client`` per provider (:func:`make_http_client`); one function that sends a
+request through the account's rate limiter and turns every transport failure into our error
+family (:func:`perform`); one that classifies a non-2xx answer (:func:`raise_for_status`); and
+safe JSON decoding (:func:`decode_json`). Nothing here retries: the worker retries with durable
+backoff, so one adapter call is one HTTP request.
+
+Retry hints: ``retry-after-ms`` (the Telnyx SDK's header), ``Retry-After`` (seconds or an
+HTTP-date) and Telnyx's ``x-ratelimit-reset`` (seconds until the window resets; a value that
+looks like an epoch timestamp is converted). Every hint is capped at :data:`MAX_RETRY_AFTER` so a
+misbehaving server cannot stall the limiter for days.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from collections.abc import Mapping
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import httpx
+
+from .base import (
+    DEFAULT_TIMEOUT,
+    CredentialsRejected,
+    MalformedResponse,
+    NotLinked,
+    PermanentProviderError,
+    RateLimiter,
+    TemporaryProviderError,
+)
+
+__all__ = [
+    "MAX_RETRY_AFTER",
+    "RATE_LIMITED_DEFAULT_PENALTY",
+    "TEMPORARY_STATUSES",
+    "decode_json",
+    "e164_to_digits",
+    "error_json",
+    "error_text",
+    "is_e164",
+    "make_http_client",
+    "malformed",
+    "parse_retry_after",
+    "perform",
+    "raise_for_status",
+    "ratelimit_reset",
+    "retry_hint",
+    "wire_to_e164",
+]
+
+#: Statuses worth retrying (the Telnyx SDK's policy, REFERENCE §6); plus every 5xx.
+TEMPORARY_STATUSES = frozenset({408, 409, 429})
+#: Upper bound for any provider-supplied wait, in seconds.
+MAX_RETRY_AFTER = 3600.0
+#: Penalty when a 429 carries no hint at all.
+RATE_LIMITED_DEFAULT_PENALTY = 1.0
+#: How much of an error body goes into an exception message.
+_MAX_ERROR_TEXT = 500
+#: Methods after whose read timeout the request may have been carried out.
+_IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def make_http_client(
+    base_url: str,
+    *,
+    auth: httpx.Auth | tuple[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
+    timeout: httpx.Timeout | float | None = None,
+    max_connections: int = 20,
+    transport: httpx.BaseTransport | None = None,
+) -> httpx.Client:
+    """A pooled client with explicit timeouts; ``transport`` is for tests (MockTransport)."""
+    all_headers = {"Accept": "application/json", "User-Agent": "dlcsync/0.1"}
+    all_headers.update(headers or {})
+    return httpx.Client(
+        base_url=base_url,
+        auth=auth,
+        headers=all_headers,
+        timeout=DEFAULT_TIMEOUT if timeout is None else timeout,
+        limits=httpx.Limits(
+            max_connections=max_connections, max_keepalive_connections=max_connections
+        ),
+        follow_redirects=False,
+        transport=transport,
+    )
+
+
+def _finite_seconds(value: float) -> float | None:
+    if math.isnan(value) or math.isinf(value):
+        return None
+    return min(max(value, 0.0), MAX_RETRY_AFTER)
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    # httpx.Headers is case-insensitive already; plain dicts (tests) may not be.
+    value = headers.get(name)
+    if value is None:
+        lname = name.lower()
+        for key, val in headers.items():
+            if key.lower() == lname:
+                return val
+    return value
+
+
+def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:
+    """Seconds to wait from ``retry-after-ms`` or ``Retry-After`` (seconds or HTTP-date)."""
+    raw_ms = _header(headers, "retry-after-ms")
+    if raw_ms is not None:
+        try:
+            seconds = _finite_seconds(float(raw_ms.strip()) / 1000.0)
+        except ValueError:
+            seconds = None
+        if seconds is not None:
+            return seconds
+    raw = _header(headers, "retry-after")
+    if raw is None:
+        return None
+    raw = raw.strip()
+    try:
+        return _finite_seconds(float(raw))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(raw)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when is None:  # older Pythons return None instead of raising
+        return None
+    try:
+        delta = when.timestamp() - (time.time() if now is None else now)
+    except (OverflowError, OSError, ValueError):
+        return None
+    return _finite_seconds(delta)
+
+
+def ratelimit_reset(headers: Mapping[str, str], now: float | None = None) -> float | None:
+    """Telnyx ``x-ratelimit-reset``: seconds until the window resets (epoch values accepted)."""
+    raw = _header(headers, "x-ratelimit-reset")
+    if raw is None:
+        return None
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        return None
+    if value > 1_000_000_000:  # an epoch timestamp, not a number of seconds
+        value -= time.time() if now is None else now
+    return _finite_seconds(value)
+
+
+def _remaining_exhausted(headers: Mapping[str, str]) -> bool:
+    raw = _header(headers, "x-ratelimit-remaining")
+    if raw is None:
+        return False
+    try:
+        return float(raw.strip()) <= 0
+    except ValueError:
+        return False
+
+
+def retry_hint(response: httpx.Response, now: float | None = None) -> float | None:
+    """The wait the provider asks for, if any (used for ``retry_after`` and the limiter)."""
+    hint = parse_retry_after(response.headers, now)
+    if hint is not None:
+        return hint
+    if response.status_code == 429 or _remaining_exhausted(response.headers):
+        return ratelimit_reset(response.headers, now)
+    return None
+
+
+def perform(
+    http: httpx.Client,
+    limiter: RateLimiter,
+    method: str,
+    url: str,
+    *,
+    provider: str,
+    json_body: Any = None,
+    params: Mapping[str, str | int] | None = None,
+) -> httpx.Response:
+    """Send one request through the limiter. Transport failures become provider errors.
+
+    The response is returned whatever its status; :func:`raise_for_status` classifies it.
+    """
+    what = f"{provider} {method} {url}"
+    limiter.acquire()
+    try:
+        response = http.request(method, url, json=json_body, params=params)
+    except httpx.TimeoutException as exc:
+        # A read/write timeout after the request left us: it may have been carried out.
+        maybe_done = method.upper() not in _IDEMPOTENT and isinstance(
+            exc, httpx.ReadTimeout | httpx.WriteTimeout
+        )
+        raise TemporaryProviderError(
+            f"{what}: timed out ({type(exc).__name__})", timed_out=maybe_done
+        ) from exc
+    except (httpx.ReadError, httpx.RemoteProtocolError) as exc:
+        # The connection broke after sending: same uncertainty as a read timeout.
+        raise TemporaryProviderError(
+            f"{what}: connection lost ({type(exc).__name__}: {exc})",
+            timed_out=method.upper() not in _IDEMPOTENT,
+        ) from exc
+    except httpx.TransportError as exc:
+        raise TemporaryProviderError(f"{what}: {type(exc).__name__}: {exc}") from exc
+    except httpx.DecodingError as exc:
+        raise MalformedResponse(f"{what}: undecodable response body: {exc}") from exc
+    except httpx.HTTPError as exc:
+        raise TemporaryProviderError(f"{what}: {type(exc).__name__}: {exc}") from exc
+    except (httpx.InvalidURL, ValueError, TypeError) as exc:
+        raise PermanentProviderError(f"{what}: cannot build the request: {exc}") from exc
+    hint = retry_hint(response)
+    if hint is not None and hint > 0:
+        limiter.penalize(hint)
+    elif response.status_code == 429:
+        limiter.penalize(RATE_LIMITED_DEFAULT_PENALTY)
+    return response
+
+
+def error_text(response: httpx.Response) -> str:
+    """A short, printable excerpt of a response body (for messages)."""
+    try:
+        text = response.content.decode("utf-8", errors="replace")
+    except httpx.HTTPError:
+        return ""
+    text = " ".join(text.split())
+    return text[:_MAX_ERROR_TEXT]
+
+
+def error_json(response: httpx.Response) -> Any:
+    """The error body as JSON, or ``None`` when it is not JSON (HTML 502 pages...)."""
+    try:
+        return json.loads(response.content)
+    except (ValueError, RecursionError, httpx.HTTPError):
+        return None
+
+
+def _describe(response: httpx.Response) -> tuple[str, str]:
+    """Method and path of the request behind a response (``?`` when it has none)."""
+    try:
+        request = response.request
+    except RuntimeError:
+        return "?", "?"
+    return request.method, request.url.path
+
+
+def raise_for_status(
+    response: httpx.Response,
+    *,
+    provider: str,
+    message: str | None,
+    code: str | None,
+    not_found_is_not_linked: bool,
+    not_linked: bool = False,
+) -> None:
+    """Classify a non-2xx answer; returns quietly on 2xx.
+
+    ``message``/``code`` come from the provider-specific error body; ``not_linked`` lets the
+    caller flag a provider's own "not linked" error (Plivo answers 400 with text).
+    """
+    status = response.status_code
+    if 200 <= status < 300:
+        return
+    method, path = _describe(response)
+    detail = message or error_text(response) or response.reason_phrase
+    text = f"{provider} {method} {path}: HTTP {status}: {detail}"
+    if status in TEMPORARY_STATUSES or status >= 500:
+        raise TemporaryProviderError(
+            text, status=status, code=code, retry_after=retry_hint(response)
+        )
+    if status in (401, 403):
+        raise CredentialsRejected(text, status=status, code=code)
+    if not_linked or (status == 404 and not_found_is_not_linked):
+        raise NotLinked(text, status=status, code=code)
+    raise PermanentProviderError(text, status=status, code=code)
+
+
+def decode_json(response: httpx.Response, *, provider: str, allow_empty: bool = False) -> Any:
+    """The response body as JSON, or :class:`MalformedResponse` (never ValueError)."""
+    method, path = _describe(response)
+    what = f"{provider} {method} {path}"
+    content = response.content
+    if not content.strip():
+        if allow_empty:
+            return None
+        raise MalformedResponse(
+            f"{what}: empty response body (HTTP {response.status_code})",
+            status=response.status_code,
+            timed_out=method not in _IDEMPOTENT,
+        )
+    try:
+        return json.loads(content)
+    except (ValueError, RecursionError) as exc:
+        raise MalformedResponse(
+            f"{what}: response is not JSON (HTTP {response.status_code}): {error_text(response)}",
+            status=response.status_code,
+            timed_out=method not in _IDEMPOTENT,
+        ) from exc
+
+
+def malformed(response: httpx.Response, provider: str, problem: str) -> MalformedResponse:
+    """An error for a 2xx answer that lacks what we need (after a mutating request it may
+    still have been carried out, hence ``timed_out`` for non-GET)."""
+    method, path = _describe(response)
+    return MalformedResponse(
+        f"{provider} {method} {path}: unexpected response: {problem}",
+        status=response.status_code,
+        timed_out=method not in _IDEMPOTENT,
+    )
+
+
+# --- phone numbers: E.164 inside, each provider's format on the wire -----------------------
+
+_E164 = re.compile(r"\+[1-9][0-9]{7,14}")
+_DIGITS = re.compile(r"[1-9][0-9]{7,14}")
+
+
+def is_e164(number: object) -> bool:
+    return isinstance(number, str) and _E164.fullmatch(number) is not None
+
+
+def e164_to_digits(number: str) -> str:
+    """``+15551234567`` -> ``15551234567`` (Plivo's wire format). Raises ValueError."""
+    if not is_e164(number):
+        raise ValueError(f"not an E.164 number: {str(number)[:40]!r}")
+    return number[1:]
+
+
+def wire_to_e164(value: object) -> str:
+    """A provider's number (``15551234567`` or ``+15551234567``) as E.164. Raises ValueError."""
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise ValueError(f"not a phone number: {str(value)[:40]!r}")
+    text = str(value).strip()
+    digits = text[1:] if text.startswith("+") else text
+    if _DIGITS.fullmatch(digits) is None:
+        raise ValueError(f"not a phone number: {text[:40]!r}")
+    return "+" + digits

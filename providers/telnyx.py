@@ -1,0 +1,552 @@
+"""Telnyx 10DLC phone-number campaigns: API client, status tables, webhook check and parsing.
+
+Facts and sources: ``shared/providers/REFERENCE.md`` §4-5 and §8.2 (OpenAPI
+``team-telnyx/openapi`` ``PhoneNumberCampaign*``; SDK ``telnyx`` 4.189.0
+``resources/messaging_10dlc/phone_number_campaigns.py`` and ``lib/webhook_verification.py``;
+https://developers.telnyx.com/docs/messaging/10dlc/event-notifications).
+
+Wire quirks kept here:
+
+* ``/v2/10dlc/phone_number_campaigns`` (the camelCase ``phoneNumberCampaign`` is a legacy
+  alias); numbers are E.164 with the ``+`` percent-encoded in paths (``%2B``).
+* Single-object answers are the bare ``PhoneNumberCampaign`` per the spec, but Telnyx's guides
+  read ``result["data"]``: both are accepted. ``assignmentStatus`` falls back to ``status``.
+* The list pages with ``page``/``recordsPerPage`` and ``filter[telnyx_campaign_id]``; the SDK's
+  own paginator stops too early (it compares the page number with ``totalRecords``), so we stop
+  on an empty or short page or when ``page * recordsPerPage >= totalRecords``.
+* Errors are ``{"errors": [{"code", "title", "detail"}]}``; rate limits come as
+  ``x-ratelimit-*`` headers.
+* Webhooks: Ed25519 over ``f"{telnyx-timestamp}|{raw body}"``, 300 s window either way.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+from urllib.parse import quote
+
+import httpx
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from models.statemachine import Direction, Signal
+
+from .base import (
+    CallbackEvent,
+    CallbackHandler,
+    CallbackParseError,
+    CallbackRequest,
+    MalformedResponse,
+    NoLimit,
+    NumberStatus,
+    PermanentProviderError,
+    ProviderClient,
+    RateLimiter,
+    VerificationError,
+)
+from .http import (
+    decode_json,
+    error_json,
+    is_e164,
+    make_http_client,
+    malformed,
+    perform,
+    raise_for_status,
+)
+
+NAME = "telnyx"
+PATH = "/v2/10dlc/phone_number_campaigns"
+
+# --- status tables (REFERENCE §8.2) -------------------------------------------------------
+
+#: ``assignmentStatus`` of a PhoneNumberCampaign (POST/PUT/GET/DELETE/list answers).
+API_STATUS: Mapping[str, tuple[Signal, Direction | None]] = {
+    "PENDING_ASSIGNMENT": (Signal.PENDING, Direction.LINK),
+    "ASSIGNED": (Signal.LINKED, None),
+    "FAILED_ASSIGNMENT": (Signal.FAILED, Direction.LINK),
+    "PENDING_UNASSIGNMENT": (Signal.PENDING, Direction.UNLINK),
+    "FAILED_UNASSIGNMENT": (Signal.FAILED, Direction.UNLINK),
+}
+
+#: Webhook ``10dlc.phone_number.update`` (payload.type, payload.status) -> meaning.
+#: The "failed" value of ASSIGNMENT/DELETION is UNCONFIRMED (REFERENCE §5.2).
+WEBHOOK_STATUS: Mapping[tuple[str, str], tuple[Signal, Direction | None]] = {
+    ("ASSIGNMENT", "success"): (Signal.LINKED, Direction.LINK),
+    ("ASSIGNMENT", "failed"): (Signal.FAILED, Direction.LINK),
+    ("DELETION", "success"): (Signal.NOT_LINKED, Direction.UNLINK),
+    ("DELETION", "failed"): (Signal.FAILED, Direction.UNLINK),
+    ("STATUS_UPDATE", "ADDED"): (Signal.LINKED, None),
+    ("STATUS_UPDATE", "PENDING"): (Signal.PENDING, None),
+    ("STATUS_UPDATE", "DELETED"): (Signal.NOT_LINKED, None),
+    ("STATUS_UPDATE", "FAILED"): (Signal.FAILED, None),
+}
+
+PHONE_NUMBER_EVENT = "10dlc.phone_number.update"
+WEBHOOK_TYPES = frozenset(t for t, _ in WEBHOOK_STATUS)
+
+SIGNATURE_HEADER = "telnyx-signature-ed25519"
+TIMESTAMP_HEADER = "telnyx-timestamp"
+#: The SDK's window (``TIMESTAMP_TOLERANCE_SECONDS``), applied to past and future alike.
+TOLERANCE_SECONDS = 300.0
+
+_TIMESTAMP = re.compile(r"[0-9]{1,15}")
+_MAX_SIGNATURE_HEADER = 256
+_MAX_FIELD = 1024
+
+
+def map_api_status(status: str) -> tuple[Signal | None, Direction | None]:
+    return API_STATUS.get(status.strip().upper(), (None, None))
+
+
+def map_webhook_status(kind: str, status: str) -> tuple[Signal | None, Direction | None]:
+    kind = kind.strip().upper()
+    status = status.strip()
+    if kind == "STATUS_UPDATE":
+        return WEBHOOK_STATUS.get((kind, status.upper()), (None, None))
+    return WEBHOOK_STATUS.get((kind, status.lower()), (None, None))
+
+
+def parse_time(value: object) -> datetime | None:
+    """Telnyx timestamps (``2021-03-08T17:57:48.801186``, ``...+00:00``, ``...Z``) as aware
+    UTC; naive ones are UTC. ``None`` when absent or unreadable."""
+    if not isinstance(value, str) or not value.strip() or len(value) > 64:
+        return None
+    text = value.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except (OverflowError, ValueError):
+        return None
+
+
+# --- HTTP client ----------------------------------------------------------------------------
+
+
+def make_telnyx_http(
+    api_url: str,
+    api_key: str,
+    *,
+    timeout: httpx.Timeout | float | None = None,
+    transport: httpx.BaseTransport | None = None,
+) -> httpx.Client:
+    """The pooled client for one Telnyx account: base URL, Bearer auth, JSON."""
+    return make_http_client(
+        api_url,
+        headers={"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"},
+        timeout=timeout,
+        transport=transport,
+    )
+
+
+def _telnyx_error(response: httpx.Response) -> tuple[str | None, str | None]:
+    body = error_json(response)
+    if not isinstance(body, dict):
+        return None, None
+    errors = body.get("errors")
+    if not isinstance(errors, list) or not errors or not isinstance(errors[0], dict):
+        return None, None
+    first = errors[0]
+    code = first.get("code")
+    parts = [first.get("title"), first.get("detail")]
+    text = ": ".join(p.strip() for p in parts if isinstance(p, str) and p.strip())
+    return (text[:500] or None), (str(code)[:40] if isinstance(code, str | int) else None)
+
+
+def _path(number: str) -> str:
+    if not is_e164(number):
+        raise PermanentProviderError(f"telnyx: not an E.164 number: {str(number)[:40]!r}")
+    return f"{PATH}/{quote(number, safe='')}"
+
+
+class TelnyxClient(ProviderClient):
+    """Telnyx's phone-number-campaign API over a shared ``httpx.Client``
+    (:func:`make_telnyx_http`: base URL ``https://api.telnyx.com``, Bearer auth)."""
+
+    name: ClassVar[str] = NAME
+    batch_link: ClassVar[bool] = False
+    supports_move: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        http: httpx.Client,
+        *,
+        limiter: RateLimiter | None = None,
+        page_size: int = 50,
+        max_pages: int = 10_000,
+    ) -> None:
+        self.http = http
+        self.limiter: RateLimiter = limiter if limiter is not None else NoLimit()
+        self.page_size = page_size
+        self.max_pages = max_pages
+
+    def _call(
+        self,
+        method: str,
+        url: str,
+        *,
+        json_body: Any = None,
+        params: Mapping[str, str | int] | None = None,
+        number_scoped: bool,
+    ) -> httpx.Response:
+        response = perform(
+            self.http, self.limiter, method, url, provider=NAME, json_body=json_body, params=params
+        )
+        if not response.is_success:
+            message, code = _telnyx_error(response)
+            raise_for_status(
+                response,
+                provider=NAME,
+                message=message,
+                code=code,
+                not_found_is_not_linked=number_scoped,
+            )
+        return response
+
+    def link(self, campaign_id: str, numbers: list[str]) -> list[NumberStatus]:
+        # One number per request (batch_link is False): the worker sends one at a time.
+        return [self._link_one(campaign_id, number) for number in numbers]
+
+    def _link_one(self, campaign_id: str, number: str) -> NumberStatus:
+        _path(number)  # validates
+        response = self._call(
+            "POST",
+            PATH,
+            json_body={"phoneNumber": number, "campaignId": campaign_id},
+            number_scoped=False,
+        )
+        return self._record(response, campaign_id, number, default=Direction.LINK)
+
+    def unlink(self, campaign_id: str, number: str) -> NumberStatus:
+        response = self._call("DELETE", _path(number), number_scoped=True)
+        if not response.content.strip():
+            return NumberStatus(
+                number=number,
+                campaign_id=campaign_id,
+                provider_status="DELETED",
+                signal=Signal.PENDING,
+                direction=Direction.UNLINK,
+            )
+        return self._record(response, campaign_id, number, default=Direction.UNLINK)
+
+    def get(self, campaign_id: str, number: str) -> NumberStatus:
+        # The answer may name another campaign: that is reported, not hidden (drift/move).
+        response = self._call("GET", _path(number), number_scoped=True)
+        return self._record(response, campaign_id, number)
+
+    def move(self, number: str, from_campaign: str, to_campaign: str) -> NumberStatus:
+        response = self._call(
+            "PUT",
+            _path(number),
+            json_body={"phoneNumber": number, "campaignId": to_campaign},
+            number_scoped=True,
+        )
+        return self._record(response, to_campaign, number, default=Direction.LINK)
+
+    def list_campaign(self, campaign_id: str) -> list[NumberStatus]:
+        seen: dict[str, NumberStatus] = {}
+        for page in range(1, self.max_pages + 1):
+            response = self._call(
+                "GET",
+                PATH,
+                params={
+                    "filter[telnyx_campaign_id]": campaign_id,
+                    "page": page,
+                    "recordsPerPage": self.page_size,
+                    # Oldest first: numbers added while we page land at the end.
+                    "sort": "createdAt",
+                },
+                number_scoped=False,
+            )
+            body = decode_json(response, provider=NAME)
+            if isinstance(body, dict) and isinstance(body.get("data"), dict):
+                body = body["data"]
+            if not isinstance(body, dict):
+                raise malformed(response, NAME, "expected a JSON object")
+            records = body.get("records")
+            if records is None and isinstance(body.get("data"), list):
+                records = body["data"]
+            if not isinstance(records, list):
+                raise malformed(response, NAME, "'records' is missing or not a list")
+            total = body.get("totalRecords")
+            if total is None and isinstance(body.get("meta"), dict):
+                total = body["meta"].get("total_results")
+            if total is not None and (isinstance(total, bool) or not isinstance(total, int)):
+                raise malformed(response, NAME, "'totalRecords' is not an integer")
+            for item in records:
+                status = self._parse_record(response, item, campaign_id, None)
+                seen[status.number] = status
+            if len(records) < self.page_size or (
+                total is not None and page * self.page_size >= total
+            ):
+                return list(seen.values())
+        raise MalformedResponse(
+            f"telnyx: campaign {campaign_id} has more than {self.max_pages} pages; giving up"
+        )
+
+    def _record(
+        self,
+        response: httpx.Response,
+        campaign_id: str,
+        number: str,
+        default: Direction | None = None,
+    ) -> NumberStatus:
+        body = decode_json(response, provider=NAME)
+        if isinstance(body, dict) and isinstance(body.get("data"), dict):
+            body = body["data"]
+        status = self._parse_record(response, body, campaign_id, default)
+        if status.number != number:
+            raise malformed(response, NAME, f"the answer is about {status.number}, not {number}")
+        return status
+
+    @staticmethod
+    def _parse_record(
+        response: httpx.Response,
+        item: Any,
+        campaign_id: str,
+        default: Direction | None,
+    ) -> NumberStatus:
+        if not isinstance(item, dict):
+            raise malformed(response, NAME, "a phone number campaign is not an object")
+        number = item.get("phoneNumber")
+        if not is_e164(number):
+            raise malformed(response, NAME, f"bad 'phoneNumber' {str(number)[:40]!r}")
+        number = str(number)
+        status = item.get("assignmentStatus", item.get("status"))
+        if not isinstance(status, str):
+            raise malformed(response, NAME, "no string 'assignmentStatus'")
+        ids = [item.get(k) for k in ("campaignId", "telnyxCampaignId", "tcrCampaignId")]
+        ids = [i for i in ids if isinstance(i, str) and i]
+        if not ids:
+            raise malformed(response, NAME, "no 'campaignId'")
+        # Shared campaigns answer with the TCR id; report the id we asked about when it is one
+        # of the record's ids, so "another campaign" is never a false alarm.
+        answered = campaign_id if campaign_id in ids else ids[0]
+        signal, direction = map_api_status(status)
+        reasons = item.get("failureReasons")
+        if isinstance(reasons, list):
+            reasons = "; ".join(str(r) for r in reasons if r)
+        return NumberStatus(
+            number=number,
+            campaign_id=answered,
+            provider_status=status,
+            signal=signal,
+            direction=direction if signal is not None else None,
+            provider_time=parse_time(item.get("updatedAt")),
+            reason=reasons if isinstance(reasons, str) and reasons else None,
+        )
+
+
+# --- webhook signature (REFERENCE §5.3) -------------------------------------------------------
+
+
+def decode_public_key(public_key_b64: str) -> Ed25519PublicKey:
+    """The portal's base64 public key. Raises ValueError when it is not 32 bytes of base64."""
+    try:
+        raw = base64.b64decode(public_key_b64.strip(), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError("Telnyx public key is not valid base64") from exc
+    if len(raw) != 32:
+        raise ValueError(f"Telnyx public key must be 32 bytes, got {len(raw)}")
+    return Ed25519PublicKey.from_public_bytes(raw)
+
+
+def verify_signature(
+    public_key: Ed25519PublicKey | str,
+    timestamp: str,
+    body: bytes,
+    signature_b64: str,
+    *,
+    now: float | None = None,
+    tolerance: float = TOLERANCE_SECONDS,
+) -> None:
+    """Check a Telnyx webhook: raises :class:`VerificationError`, whatever is wrong."""
+    try:
+        key = decode_public_key(public_key) if isinstance(public_key, str) else public_key
+    except ValueError as exc:
+        raise VerificationError(f"telnyx: {exc}") from exc
+    if not isinstance(timestamp, str) or _TIMESTAMP.fullmatch(timestamp) is None:
+        raise VerificationError("telnyx: bad telnyx-timestamp header")
+    current = time.time() if now is None else now
+    if not abs(current - int(timestamp)) <= tolerance:  # also refuses a NaN clock
+        raise VerificationError("telnyx: webhook timestamp outside the 300 s window")
+    if not isinstance(signature_b64, str) or len(signature_b64) > _MAX_SIGNATURE_HEADER:
+        raise VerificationError("telnyx: bad signature header")
+    try:
+        signature = base64.b64decode(signature_b64.strip(), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise VerificationError("telnyx: signature is not valid base64") from exc
+    if len(signature) != 64:
+        raise VerificationError(f"telnyx: signature must be 64 bytes, got {len(signature)}")
+    try:
+        body.decode("utf-8")  # the SDK signs the body as text; non-UTF-8 cannot be ours
+    except UnicodeDecodeError as exc:
+        raise VerificationError("telnyx: body is not UTF-8") from exc
+    # The timestamp exactly as sent (the signed string), then "|" and the raw body.
+    message = timestamp.encode("ascii") + b"|" + body
+    try:
+        key.verify(signature, message)
+    except InvalidSignature as exc:
+        raise VerificationError("telnyx: signature does not match") from exc
+
+
+def _get_header(headers: Mapping[str, str], name: str) -> str | None:
+    for key, value in headers.items():
+        if isinstance(key, str) and key.lower() == name:
+            return value if isinstance(value, str) else None
+    return None
+
+
+def _text(value: object, what: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise CallbackParseError(f"telnyx: missing or invalid {what}")
+    if len(value) > _MAX_FIELD:
+        raise CallbackParseError(f"telnyx: {what} too long")
+    return value.strip()
+
+
+def _reasons(value: object) -> str | None:
+    if isinstance(value, str):
+        return value.strip()[:_MAX_FIELD] or None
+    if not isinstance(value, list):
+        return None
+    texts: list[str] = []
+    for item in value:
+        if isinstance(item, str):
+            texts.append(item.strip())
+        elif isinstance(item, dict):
+            for key in ("description", "detail", "message", "title"):
+                if isinstance(item.get(key), str):
+                    texts.append(item[key].strip())
+                    break
+    joined = "; ".join(t for t in texts if t)
+    return joined[:_MAX_FIELD] or None
+
+
+class TelnyxCallbackHandler(CallbackHandler):
+    """Verifies and parses Telnyx 10DLC webhooks.
+
+    ``public_key``: the account's base64 Ed25519 key; ``None`` (or a malformed key) refuses
+    every callback. ``clock`` is injectable for tests; ``verify(now=...)`` overrides it.
+    """
+
+    name: ClassVar[str] = NAME
+
+    def __init__(
+        self,
+        public_key: str | None,
+        *,
+        tolerance: float = TOLERANCE_SECONDS,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.tolerance = tolerance
+        self.clock = clock
+        self.key: Ed25519PublicKey | None = None
+        #: Why no key is usable (for a startup warning); ``None`` when the key is fine.
+        self.key_error: str | None = "no Telnyx public key configured"
+        if public_key:
+            try:
+                self.key = decode_public_key(public_key)
+                self.key_error = None
+            except ValueError as exc:
+                self.key_error = str(exc)
+
+    def verify(self, request: CallbackRequest, now: float | None = None) -> None:
+        try:
+            if self.key is None:
+                raise VerificationError(f"telnyx: {self.key_error}")
+            signature = _get_header(request.headers, SIGNATURE_HEADER)
+            timestamp = _get_header(request.headers, TIMESTAMP_HEADER)
+            if not signature:
+                raise VerificationError(f"telnyx: missing {SIGNATURE_HEADER}")
+            if not timestamp:
+                raise VerificationError(f"telnyx: missing {TIMESTAMP_HEADER}")
+            verify_signature(
+                self.key,
+                timestamp,
+                request.body,
+                signature,
+                now=self.clock() if now is None else now,
+                tolerance=self.tolerance,
+            )
+        except VerificationError:
+            raise
+        except Exception as exc:  # whatever the bytes, only VerificationError leaves
+            raise VerificationError(
+                f"telnyx: cannot check signature: {type(exc).__name__}"
+            ) from exc
+
+    def parse(self, request: CallbackRequest) -> CallbackEvent:
+        try:
+            return self._parse(request)
+        except CallbackParseError:
+            raise
+        except Exception as exc:  # whatever the bytes, only CallbackParseError leaves
+            raise CallbackParseError(f"telnyx: cannot parse webhook: {type(exc).__name__}") from exc
+
+    def _parse(self, request: CallbackRequest) -> CallbackEvent:
+        try:
+            document = json.loads(request.body.decode("utf-8"))
+        except (ValueError, RecursionError) as exc:
+            raise CallbackParseError("telnyx: webhook body is not JSON") from exc
+        if not isinstance(document, dict) or not isinstance(document.get("data"), dict):
+            raise CallbackParseError("telnyx: webhook without a 'data' object")
+        data = document["data"]
+        event_id = _text(data.get("id"), "data.id")
+        event_type = data.get("event_type")
+        if event_type != PHONE_NUMBER_EVENT:
+            shown = str(event_type)[:100]
+            return CallbackEvent(
+                dedupe_key=event_id,
+                relevant=False,
+                event_id=event_id,
+                provider_status=shown,
+                ignore_reason=f"event type {shown!r} is not about phone number assignment",
+            )
+        payload = data.get("payload")
+        if not isinstance(payload, dict):
+            raise CallbackParseError("telnyx: phone number event without a payload")
+        kind = _text(payload.get("type"), "payload.type").upper()
+        if kind not in WEBHOOK_TYPES:
+            return CallbackEvent(
+                dedupe_key=event_id,
+                relevant=False,
+                event_id=event_id,
+                provider_status=kind[:100],
+                ignore_reason=f"phone number event type {kind[:100]!r} is not handled",
+            )
+        number = payload.get("phoneNumber")
+        if not is_e164(number):
+            raise CallbackParseError(f"telnyx: invalid payload.phoneNumber {str(number)[:40]!r}")
+        number = str(number)
+        campaign_id = _text(payload.get("campaignId"), "payload.campaignId")
+        status = _text(payload.get("status"), "payload.status")
+        occurred = data.get("occurred_at")
+        provider_time = parse_time(occurred)
+        if occurred is not None and provider_time is None:
+            raise CallbackParseError("telnyx: unreadable data.occurred_at")
+        signal, direction = map_webhook_status(kind, status)
+        return CallbackEvent(
+            dedupe_key=event_id,
+            relevant=True,
+            number=number,
+            campaign_id=campaign_id,
+            provider_status=f"{kind}:{status}",
+            signal=signal,
+            direction=direction,
+            event_id=event_id,
+            provider_time=provider_time,
+            reason=_reasons(payload.get("reasons")),
+        )

@@ -1,0 +1,92 @@
+"""The Flask composition root: ``create_app(settings)`` (gunicorn: ``webhooks.wsgi:app``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+import structlog
+from flask import Flask, current_app, jsonify
+from werkzeug.exceptions import HTTPException
+
+from dlcsync.settings import Settings
+from models.db import make_engine
+from providers.base import CallbackHandler
+
+#: DESIGN §4: bodies over 256 KiB get 413.
+MAX_BODY_BYTES = 256 * 1024
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class Services:
+    settings: Settings
+    engine: sa.Engine
+    handlers: dict[str, CallbackHandler]
+    #: Publish a task by name; raises when the broker is unreachable.
+    enqueue: Callable[..., None]
+    #: Raises when the broker is unreachable (for /readyz).
+    broker_ping: Callable[[], None]
+
+
+def services() -> Services:
+    svc: Services = current_app.extensions["dlcsync"]
+    return svc
+
+
+def error(status: int, code: str, message: str) -> tuple[Any, int]:
+    return jsonify({"error": {"code": code, "message": message}}), status
+
+
+def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
+    settings = settings or Settings()
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+
+    from providers.registry import build_callback_handlers
+
+    celery = None
+    if "enqueue" not in overrides or "broker_ping" not in overrides:
+        from worker.celery_app import create_celery, enqueue
+
+        celery = create_celery(settings)
+
+        def _enqueue(name: str, *args: Any) -> None:
+            enqueue(celery, name, *args)
+
+        def _ping() -> None:
+            with celery.connection_for_write() as conn:
+                conn.ensure_connection(max_retries=0, timeout=1)
+
+        overrides.setdefault("enqueue", _enqueue)
+        overrides.setdefault("broker_ping", _ping)
+
+    app.extensions["dlcsync"] = Services(
+        settings=settings,
+        engine=overrides.pop("engine", None) or make_engine(settings.database_url),
+        handlers=overrides.pop("handlers", None) or build_callback_handlers(settings),
+        enqueue=overrides.pop("enqueue"),
+        broker_ping=overrides.pop("broker_ping"),
+    )
+
+    from webhooks.health import bp as health_bp
+    from webhooks.intake import bp as intake_bp
+
+    app.register_blueprint(intake_bp)
+    app.register_blueprint(health_bp)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException) -> tuple[Any, int]:
+        status = exc.code or 400
+        return error(status, (exc.name or "error").lower().replace(" ", "_"), exc.description or "")
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> tuple[Any, int]:
+        # Never a 500: whatever went wrong, the delivery was not stored, so ask for a retry.
+        log.exception("unexpected error", error=str(exc))
+        return error(503, "unavailable", "temporarily unable to handle the request; retry")
+
+    return app

@@ -1,0 +1,89 @@
+"""``POST /webhooks/<provider>``: verify, parse, store in the inbox, commit, enqueue, 200.
+
+The view is thin: the provider's handler verifies and parses; the inbox stores; a worker
+applies. The answer codes are the contract of DESIGN §4.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+import structlog
+from flask import Blueprint, request
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from models.db import transaction
+from models.inbox import store_delivery
+from providers.base import CallbackParseError, CallbackRequest, VerificationError
+from webhooks.app import MAX_BODY_BYTES, error, services
+from worker.celery_app import PROCESS_INBOX
+
+bp = Blueprint("intake", __name__)
+log = structlog.get_logger(__name__)
+
+#: Headers kept with each delivery: what verification and parsing need, for later replay.
+KEPT_HEADERS = (
+    "content-type",
+    "user-agent",
+    "telnyx-timestamp",
+    "telnyx-signature-ed25519",
+    "x-plivo-signature-v2",
+    "x-plivo-signature-ma-v2",
+    "x-plivo-signature-v2-nonce",
+    "x-plivo-signature-v3",
+    "x-plivo-signature-ma-v3",
+    "x-plivo-signature-v3-nonce",
+)
+
+
+def _callback_request(public_url: str) -> CallbackRequest:
+    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+        raise RequestEntityTooLarge()
+    body = request.get_data(cache=True)  # raises 413 past MAX_CONTENT_LENGTH
+    query = request.query_string.decode("latin-1")
+    url = public_url + request.path + (f"?{query}" if query else "")
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    return CallbackRequest(
+        method=request.method,
+        url=url,
+        headers=headers,
+        body=body,
+        content_type=headers.get("content-type", ""),
+        query=request.args.to_dict(flat=True),
+    )
+
+
+@bp.route("/webhooks/<provider>", methods=["POST", "GET"])
+def receive(provider: str) -> tuple[Any, int]:
+    svc = services()
+    handler = svc.handlers.get(provider)
+    if handler is None:
+        return error(404, "unknown_provider", f"no webhook endpoint for {provider!r}")
+    if request.method == "GET" and provider != "plivo":
+        return error(405, "method_not_allowed", "use POST")
+    cb = _callback_request(svc.settings.public_url)
+    try:
+        handler.verify(cb)
+    except VerificationError as exc:
+        return error(401, "bad_signature", str(exc) or "signature verification failed")
+    try:
+        event = handler.parse(cb)
+    except CallbackParseError as exc:
+        return error(400, "malformed", str(exc) or "the callback could not be understood")
+
+    kept = {k: v for k, v in cb.headers.items() if k in KEPT_HEADERS}
+    kept |= {":method": cb.method, ":url": cb.url, ":query": request.query_string.decode()}
+    try:
+        with transaction(svc.engine) as session:
+            stored = store_delivery(session, provider, event.dedupe_key, cb.body, kept)
+    except sa.exc.SQLAlchemyError as exc:
+        log.warning("inbox unavailable", provider=provider, error=str(exc).splitlines()[0])
+        return error(503, "unavailable", "the delivery could not be stored; retry")
+
+    if stored.new:
+        try:
+            svc.enqueue(PROCESS_INBOX, [stored.id])
+        except Exception as exc:  # broker down: the row is durable, the sweeper enqueues it
+            log.warning("enqueue failed", inbox_id=stored.id, error=str(exc))
+    return {"status": "accepted", "inbox_id": stored.id, "duplicate": not stored.new}, 200

@@ -1,0 +1,81 @@
+"""The Celery composition root (``create_celery``), shared by the worker, beat and web.
+
+Reliability settings (DESIGN §1): late acks, requeue when a worker process dies, prefetch 1,
+JSON only, no result backend, bounded time limits, and a Redis visibility timeout above
+them. Durable time lives in the database, never in long countdowns.
+
+With no ``REDIS_URL`` the embedded broker is kombu's filesystem transport under ``./var/``:
+no server, shared by the processes of one machine. It is for trying dlcsync out.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from celery import Celery
+
+from dlcsync.settings import Settings
+
+TASK_SOFT_TIME_LIMIT = 240
+TASK_TIME_LIMIT = 300
+VISIBILITY_TIMEOUT = 3600  # above every time limit: Redis redelivers unacked after this
+
+# Task names are stable: queued messages outlive deploys, and the web side enqueues by name.
+PROCESS_INBOX = "dlcsync.process_inbox"
+SWEEP_INBOX = "dlcsync.sweep_inbox"
+
+BEAT_SCHEDULE_SECONDS = {
+    SWEEP_INBOX: 10.0,
+}
+
+
+def broker_options(settings: Settings) -> tuple[str, dict[str, Any]]:
+    if settings.redis_url:
+        return settings.redis_url, {
+            "visibility_timeout": VISIBILITY_TIMEOUT,
+            "socket_connect_timeout": 1,
+            "socket_timeout": 5,
+            "max_retries": 0,
+        }
+    folder = Path("var/broker").resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    return "filesystem://", {
+        "data_folder_in": str(folder),
+        "data_folder_out": str(folder),
+        "store_processed": False,
+    }
+
+
+def create_celery(settings: Settings, *, beat_schedule: dict[str, float] | None = None) -> Celery:
+    url, transport_options = broker_options(settings)
+    app = Celery("dlcsync", broker=url, set_as_current=False)
+    schedule = BEAT_SCHEDULE_SECONDS if beat_schedule is None else beat_schedule
+    app.conf.update(
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_serializer="json",
+        accept_content=["json"],
+        result_serializer="json",
+        result_backend=None,
+        task_ignore_result=True,
+        task_soft_time_limit=TASK_SOFT_TIME_LIMIT,
+        task_time_limit=TASK_TIME_LIMIT,
+        broker_transport_options=transport_options,
+        broker_connection_retry_on_startup=True,
+        broker_connection_timeout=2,
+        task_default_queue="dlcsync",
+        worker_hijack_root_logger=False,
+        worker_send_task_events=False,
+        beat_schedule={
+            name: {"task": name, "schedule": seconds} for name, seconds in schedule.items()
+        },
+        beat_schedule_filename=str(Path("var/celerybeat-schedule").resolve()),
+    )
+    return app
+
+
+def enqueue(app: Celery, task_name: str, *args: Any) -> None:
+    """Publish by name without retrying: callers treat a broker outage as "later"."""
+    app.send_task(task_name, args=list(args), retry=False)

@@ -1,0 +1,48 @@
+"""What a worker process needs, built once per process (after the pool forks)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import sqlalchemy as sa
+from celery import Celery
+
+from dlcsync.settings import Settings
+from models.db import make_engine
+from providers.base import CallbackHandler, ProviderClient
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    celery: Celery
+    pid: int = field(default_factory=os.getpid)
+
+    @cached_property
+    def engine(self) -> sa.Engine:
+        return make_engine(self.settings.database_url)
+
+    @cached_property
+    def handlers(self) -> dict[str, CallbackHandler]:
+        from providers.registry import build_callback_handlers
+
+        return build_callback_handlers(self.settings)
+
+    @cached_property
+    def clients(self) -> dict[str, ProviderClient]:
+        from providers.registry import build_clients
+
+        return build_clients(self.settings)
+
+
+_runtime: Runtime | None = None
+
+
+def get_runtime(celery: Celery) -> Runtime:
+    """The process's runtime; rebuilt in a forked child so no connection crosses a fork."""
+    global _runtime
+    if _runtime is None or _runtime.pid != os.getpid():
+        _runtime = Runtime(Settings(), celery)
+    return _runtime

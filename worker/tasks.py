@@ -1,0 +1,37 @@
+"""Celery tasks: thin wrappers with stable names that call plain functions."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from celery import Celery
+
+from worker import inbox
+from worker.celery_app import PROCESS_INBOX, SWEEP_INBOX, create_celery, enqueue
+from worker.runtime import get_runtime
+
+
+def register(app: Celery) -> Celery:
+    @app.task(name=PROCESS_INBOX)
+    def process_inbox(inbox_ids: list[int]) -> dict[int, str]:
+        rt = get_runtime(app)
+        return inbox.process_inbox(rt.engine, rt.handlers, inbox_ids)
+
+    @app.task(name=SWEEP_INBOX)
+    def sweep_inbox() -> int:
+        rt = get_runtime(app)
+        return inbox.sweep_inbox(
+            rt.engine,
+            lambda ids: enqueue(app, PROCESS_INBOX, ids),
+            grace=timedelta(seconds=rt.settings.sweep_seconds),
+        )
+
+    return app
+
+
+def make_app() -> Celery:
+    from dlcsync.logs import configure_logging
+    from dlcsync.settings import Settings
+
+    configure_logging()
+    return register(create_celery(Settings()))
