@@ -36,3 +36,13 @@ def db_check(settings: Settings) -> None:
     from models.migrate import check
 
     check(settings.database_url)
+
+
+def _register_subcommands() -> None:
+    """Commands that live in their own modules (imported lazily by click at call time)."""
+    from dlcsync.sandbox.cli import sandbox
+
+    main.add_command(sandbox)
+
+
+_register_subcommands()

@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     stuck_after_seconds: int = Field(default=259200, gt=0)
     drift_check_seconds: int = Field(default=86400, gt=0)
     sweep_seconds: int = Field(default=30, gt=0)
+    #: Longest wait between polls of a pending link (the backoff cap).
+    poll_backoff_cap_seconds: int = Field(default=1800, gt=0)
     plivo_rate_limit_per_second: float = Field(default=50, gt=0)
     telnyx_rate_limit_per_second: float = Field(default=2, gt=0)
 
@@ -62,4 +64,6 @@ class Settings(BaseSettings):
         return self.telnyx_api_key is not None and bool(self.telnyx_api_key.get_secret_value())
 
     def enabled_providers(self) -> list[str]:
-        return [p for p, on in (("plivo", self.plivo_enabled), ("telnyx", self.telnyx_enabled)) if on]
+        return [
+            p for p, on in (("plivo", self.plivo_enabled), ("telnyx", self.telnyx_enabled)) if on
+        ]

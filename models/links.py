@@ -204,6 +204,7 @@ def _insert_if_missing(
         "next_poll_at": now,
         "poll_attempts": 0,
         "request_attempts": 0,
+        "needs_check": False,
         "created_at": now,
         "updated_at": now,
     }
@@ -294,6 +295,7 @@ def _start_generation(
         next_poll_at=now,
         poll_attempts=0,
         request_attempts=0,
+        needs_check=False,
         last_error=None,
         updated_at=now,
     )

@@ -67,6 +67,8 @@ class Link(SQLModel, table=True):
     next_poll_at: datetime | None = Field(default=None, sa_type=UTCDateTime(), nullable=True)
     poll_attempts: int = 0
     request_attempts: int = 0
+    #: A request timed out: it may have reached the provider, so GET before sending again.
+    needs_check: bool = False
     last_error: str | None = Field(default=None, max_length=2000)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime(), nullable=False)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime(), nullable=False)

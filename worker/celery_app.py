@@ -24,9 +24,11 @@ VISIBILITY_TIMEOUT = 3600  # above every time limit: Redis redelivers unacked af
 # Task names are stable: queued messages outlive deploys, and the web side enqueues by name.
 PROCESS_INBOX = "dlcsync.process_inbox"
 SWEEP_INBOX = "dlcsync.sweep_inbox"
+RECONCILE = "dlcsync.reconcile"
 
 BEAT_SCHEDULE_SECONDS = {
     SWEEP_INBOX: 10.0,
+    RECONCILE: 2.0,
 }
 
 
@@ -68,8 +70,10 @@ def create_celery(settings: Settings, *, beat_schedule: dict[str, float] | None 
         task_default_queue="dlcsync",
         worker_hijack_root_logger=False,
         worker_send_task_events=False,
+        # A tick that waited longer than its interval is dropped, so ticks never pile up.
         beat_schedule={
-            name: {"task": name, "schedule": seconds} for name, seconds in schedule.items()
+            name: {"task": name, "schedule": seconds, "options": {"expires": seconds}}
+            for name, seconds in schedule.items()
         },
         beat_schedule_filename=str(Path("var/celerybeat-schedule").resolve()),
     )

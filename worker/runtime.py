@@ -6,12 +6,16 @@ import os
 from dataclasses import dataclass, field
 from functools import cached_property
 
+import redis
 import sqlalchemy as sa
 from celery import Celery
 
 from dlcsync.settings import Settings
 from models.db import make_engine
-from providers.base import CallbackHandler, ProviderClient
+from models.polling import Cadence
+from providers.base import CallbackHandler, ProviderClient, RateLimiter
+from worker.ratelimit import LocalRateLimiter, RedisRateLimiter
+from worker.reconcile import Reconciler
 
 
 @dataclass
@@ -31,10 +35,31 @@ class Runtime:
         return build_callback_handlers(self.settings)
 
     @cached_property
+    def limiters(self) -> dict[str, RateLimiter]:
+        rates = {
+            "plivo": self.settings.plivo_rate_limit_per_second,
+            "telnyx": self.settings.telnyx_rate_limit_per_second,
+        }
+        if self.settings.redis_url:
+            client = redis.Redis.from_url(self.settings.redis_url, socket_timeout=5)
+            return {p: RedisRateLimiter(client, p, rate) for p, rate in rates.items()}
+        return {p: LocalRateLimiter(rate) for p, rate in rates.items()}
+
+    @cached_property
     def clients(self) -> dict[str, ProviderClient]:
         from providers.registry import build_clients
 
-        return build_clients(self.settings)
+        return build_clients(self.settings, limiters=self.limiters)
+
+    @cached_property
+    def reconciler(self) -> Reconciler:
+        s = self.settings
+        cadence = Cadence(
+            interval=s.poll_interval_seconds,
+            cap=s.poll_backoff_cap_seconds,
+            drift_check=s.drift_check_seconds,
+        )
+        return Reconciler(self.engine, self.clients, cadence)
 
 
 _runtime: Runtime | None = None

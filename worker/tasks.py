@@ -7,7 +7,7 @@ from datetime import timedelta
 from celery import Celery
 
 from worker import inbox
-from worker.celery_app import PROCESS_INBOX, SWEEP_INBOX, create_celery, enqueue
+from worker.celery_app import PROCESS_INBOX, RECONCILE, SWEEP_INBOX, create_celery, enqueue
 from worker.runtime import get_runtime
 
 
@@ -25,6 +25,18 @@ def register(app: Celery) -> Celery:
             lambda ids: enqueue(app, PROCESS_INBOX, ids),
             grace=timedelta(seconds=rt.settings.sweep_seconds),
         )
+
+    @app.task(name=RECONCILE)
+    def reconcile() -> int:
+        """Send requested operations and poll due links, one bounded batch per provider."""
+        rt = get_runtime(app)
+        claimed = 0
+        for provider in rt.clients:
+            rate = rt.settings.model_dump()[f"{provider}_rate_limit_per_second"]
+            # Bounded so a run stays well inside the task time limit at the provider's rate.
+            limit = max(10, min(500, int(rate * 60)))
+            claimed += rt.reconciler.run_once(limit=limit, provider=provider).claimed
+        return claimed
 
     return app
 

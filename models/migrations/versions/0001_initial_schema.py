@@ -60,6 +60,7 @@ def upgrade() -> None:
     sa.Column('next_poll_at', models.tables.UTCDateTime(timezone=True), nullable=True),
     sa.Column('poll_attempts', sa.Integer(), nullable=False),
     sa.Column('request_attempts', sa.Integer(), nullable=False),
+    sa.Column('needs_check', sa.Boolean(), nullable=False),
     sa.Column('last_error', sqlmodel.sql.sqltypes.AutoString(length=2000), nullable=True),
     sa.Column('created_at', models.tables.UTCDateTime(timezone=True), nullable=False),
     sa.Column('updated_at', models.tables.UTCDateTime(timezone=True), nullable=False),

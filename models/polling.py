@@ -1,0 +1,162 @@
+"""Durable time: which links are due, claiming them safely, and when to look next.
+
+A claim moves ``next_poll_at`` forward by a lease inside the claiming transaction
+(``FOR UPDATE SKIP LOCKED`` on PostgreSQL; SQLite's ``BEGIN IMMEDIATE`` serialises claims).
+Two beat processes or many workers therefore never take the same link in one interval; if
+the claimer dies, the lease runs out and the link is due again.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from sqlmodel import Session, col, select
+
+from models.statemachine import TERMINAL, State
+from models.tables import Link, utcnow
+
+#: How long a claim holds a link before another claimer may take it.
+CLAIM_LEASE = timedelta(seconds=300)
+REQUESTED = (State.LINK_REQUESTED.value, State.UNLINK_REQUESTED.value)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A due link, as it was when claimed (the poll result is checked against it)."""
+
+    link_id: int
+    provider: str
+    number: str
+    campaign_id: str
+    prior_campaign_id: str | None
+    state: State
+    generation: int
+    direction: str
+    needs_check: bool
+    attempts: int
+
+    @property
+    def requested(self) -> bool:
+        """The provider has not accepted our request yet: it must be sent."""
+        return self.state.value in REQUESTED
+
+
+def claim_due(
+    session: Session,
+    *,
+    now: datetime | None = None,
+    limit: int = 500,
+    provider: str | None = None,
+    campaign_id: str | None = None,
+    lease: timedelta = CLAIM_LEASE,
+    everything: bool = False,
+) -> list[Claim]:
+    """Claim up to ``limit`` due links (all matching links when ``everything``)."""
+    now = now or utcnow()
+    stmt = select(Link)
+    if not everything:
+        stmt = stmt.where(col(Link.next_poll_at) <= now)
+    if provider is not None:
+        stmt = stmt.where(Link.provider == provider)
+    if campaign_id is not None:
+        stmt = stmt.where(Link.campaign_id == campaign_id)
+    stmt = stmt.order_by(col(Link.next_poll_at)).limit(limit)
+    if session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update(skip_locked=True)
+    links = session.exec(stmt).all()
+    if not links:
+        return []
+    ids = [link.id for link in links]
+    session.execute(
+        sa.update(Link)
+        .where(col(Link.id).in_(ids))
+        .values(next_poll_at=now + lease)
+        .execution_options(synchronize_session=False)
+    )
+    return [
+        Claim(
+            link_id=link.id or 0,
+            provider=link.provider,
+            number=link.number,
+            campaign_id=link.campaign_id,
+            prior_campaign_id=link.prior_campaign_id,
+            state=State(link.state),
+            generation=link.generation,
+            direction=link.direction,
+            needs_check=link.needs_check,
+            attempts=link.request_attempts if link.state in REQUESTED else link.poll_attempts,
+        )
+        for link in links
+    ]
+
+
+def campaign_sizes(session: Session, provider: str, campaign_ids: Sequence[str]) -> dict[str, int]:
+    """How many links we hold per campaign (to choose list versus per-number polling)."""
+    rows = session.exec(
+        select(Link.campaign_id, sa.func.count())
+        .where(Link.provider == provider, col(Link.campaign_id).in_(campaign_ids))
+        .group_by(col(Link.campaign_id))
+    ).all()
+    return {campaign: int(count) for campaign, count in rows}
+
+
+@dataclass(frozen=True)
+class Cadence:
+    """Polling cadence (DESIGN §3): soon while pending, backing off; slowly once terminal."""
+
+    interval: float = 60.0
+    cap: float = 1800.0
+    drift_check: float = 86400.0
+
+    def after_poll(self, state: State, attempts: int, rng: random.Random | None = None) -> float:
+        rng = rng or random.Random()
+        if state in TERMINAL:
+            return self.drift_check * rng.uniform(0.9, 1.1)
+        return self.backoff(attempts, rng)
+
+    def backoff(self, attempts: int, rng: random.Random | None = None) -> float:
+        """Capped exponential backoff with jitter (x0.75 to 1.0 past the first)."""
+        rng = rng or random.Random()
+        base: float = min(self.interval * (2 ** max(attempts, 0)), self.cap)
+        return base if attempts <= 0 else base * rng.uniform(0.75, 1.0)
+
+
+def reschedule(
+    session: Session,
+    claim: Claim,
+    *,
+    delay: float,
+    now: datetime | None = None,
+    poll_attempts: int | None = None,
+    request_attempts: int | None = None,
+    error: str | None = None,
+    needs_check: bool | None = None,
+    clear_prior_campaign: bool = False,
+) -> None:
+    """Set the next poll (or request retry) of a claimed link, if its generation still holds.
+
+    A new generation (the operator asked again meanwhile) keeps its own schedule.
+    """
+    now = now or utcnow()
+    values: dict[str, object] = {
+        "next_poll_at": now + timedelta(seconds=delay),
+        "last_error": error,
+    }
+    if poll_attempts is not None:
+        values["poll_attempts"] = poll_attempts
+    if request_attempts is not None:
+        values["request_attempts"] = request_attempts
+    if needs_check is not None:
+        values["needs_check"] = needs_check
+    if clear_prior_campaign:
+        values["prior_campaign_id"] = None
+    session.execute(
+        sa.update(Link)
+        .where(col(Link.id) == claim.link_id, col(Link.generation) == claim.generation)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )

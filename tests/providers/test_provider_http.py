@@ -1,0 +1,92 @@
+"""Shared HTTP helpers: retry hints, client construction, number conversion."""
+
+from __future__ import annotations
+
+from email.utils import formatdate
+
+import httpx
+import pytest
+
+from providers.base import DEFAULT_TIMEOUT
+from providers.http import (
+    MAX_RETRY_AFTER,
+    e164_to_digits,
+    make_http_client,
+    parse_retry_after,
+    ratelimit_reset,
+    wire_to_e164,
+)
+
+NOW = 1_700_000_000.0
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ({}, None),
+        ({"Retry-After": "5"}, 5.0),
+        ({"retry-after": " 2.5 "}, 2.5),
+        ({"Retry-After": "-3"}, 0.0),
+        ({"Retry-After": "nan"}, None),
+        ({"Retry-After": "inf"}, None),
+        ({"Retry-After": "999999"}, MAX_RETRY_AFTER),
+        ({"Retry-After": "soon"}, None),
+        ({"retry-after-ms": "250"}, 0.25),
+        ({"retry-after-ms": "bad", "Retry-After": "4"}, 4.0),
+        ({"retry-after-ms": "1000", "Retry-After": "4"}, 1.0),
+        ({"Retry-After": formatdate(NOW + 30, usegmt=True)}, 30.0),
+        ({"Retry-After": formatdate(NOW - 30, usegmt=True)}, 0.0),
+    ],
+)
+def test_parse_retry_after(headers, expected) -> None:
+    assert parse_retry_after(httpx.Headers(headers), now=NOW) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("12", 12.0), (str(int(NOW) + 20), 20.0), ("x", None), ("-1", 0.0)],
+)
+def test_ratelimit_reset(value, expected) -> None:
+    assert ratelimit_reset({"X-RateLimit-Reset": value}, now=NOW) == expected
+
+
+def test_make_http_client() -> None:
+    transport = httpx.MockTransport(lambda r: httpx.Response(200, json={"ok": True}))
+    client = make_http_client(
+        "https://api.example.com/base", auth=("u", "p"), headers={"X-A": "b"}, transport=transport
+    )
+    assert client.timeout == DEFAULT_TIMEOUT
+    assert client.headers["accept"] == "application/json"
+    assert client.follow_redirects is False
+    response = client.get("/v1/x/")
+    assert str(response.request.url) == "https://api.example.com/base/v1/x/"
+    assert response.request.headers["authorization"].startswith("Basic ")
+    assert response.request.headers["x-a"] == "b"
+    client.close()
+
+
+@pytest.mark.parametrize(
+    "bad", ["15551234567", "+0123456789", "+1", "+1555abc4567", "", "+1555123456789012"]
+)
+def test_e164_to_digits_rejects(bad) -> None:
+    with pytest.raises(ValueError):
+        e164_to_digits(bad)
+
+
+@pytest.mark.parametrize(
+    ("wire", "e164"),
+    [
+        ("12025551111", "+12025551111"),
+        ("+12025551111", "+12025551111"),
+        (12025551111, "+12025551111"),
+    ],
+)
+def test_wire_to_e164(wire, e164) -> None:
+    assert wire_to_e164(wire) == e164
+    assert e164_to_digits(e164) == "12025551111"
+
+
+@pytest.mark.parametrize("bad", [None, True, "", "abc", "+", "1202555111१", 1.5, ["12025551111"]])
+def test_wire_to_e164_rejects(bad) -> None:
+    with pytest.raises(ValueError):
+        wire_to_e164(bad)
