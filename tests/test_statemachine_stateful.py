@@ -360,11 +360,11 @@ class LinkMachine(RuleBasedStateMachine):
         self.deliver(obs, older_generation=generation < self.snapshot().generation)
 
     @precondition(can_observe)
-    @rule(back=st.integers(min_value=1, max_value=5))
-    def webhook_late(self, back: int) -> None:
-        """The current truth, but stamped before the last applied observation."""
-        obs = replace(self.webhook_of_truth(), observed_at=self.snapshot().observed_at)
-        obs = replace(obs, observed_at=obs.observed_at - timedelta(seconds=back))
+    @rule(back_ms=st.sampled_from([1, 1, 500, 2000, 5000]))
+    def webhook_late(self, back_ms: int) -> None:
+        """The current truth, but stamped (just) before the last applied observation."""
+        late = self.snapshot().observed_at - timedelta(milliseconds=back_ms)
+        obs = replace(self.webhook_of_truth(), observed_at=late)
         d = self.deliver(obs)
         assert d.verdict is not Verdict.APPLIED, "(d) late webhook applied"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 
@@ -28,7 +29,7 @@ HEADER_NAMES = st.sampled_from(
 ) | st.text(max_size=20)
 HEADER_VALUES = (
     st.text(max_size=200)
-    | st.binary(min_size=0, max_size=80).map(lambda b: __import__("base64").b64encode(b).decode())
+    | st.binary(min_size=0, max_size=80).map(lambda b: base64.b64encode(b).decode())
     | st.integers(min_value=-(10**30), max_value=10**30).map(str)
     | st.just("1723051357")
 )

@@ -105,8 +105,6 @@ def make_config(**overrides: Any) -> SandboxConfig:
     return base.updated(overrides, runtime=False)
 
 
-
-
 @pytest.fixture
 def sandbox() -> Iterator[SandboxHandle]:
     handle = start_sandbox(make_config())

@@ -130,7 +130,12 @@ def test_plivo_headers_verify_with_official_sdk(method: str, url: str) -> None:
         assert validate_signature(url, headers["X-Plivo-Signature-V2-Nonce"], headers[name], token)
     bad = plivo_headers(method, url, v3_params, token, bad=True)
     assert not validate_v3_signature(
-        method, url, bad["X-Plivo-Signature-V3-Nonce"], token, bad["X-Plivo-Signature-V3"], v3_params
+        method,
+        url,
+        bad["X-Plivo-Signature-V3-Nonce"],
+        token,
+        bad["X-Plivo-Signature-V3"],
+        v3_params,
     )
     assert not validate_signature(
         url, bad["X-Plivo-Signature-V2-Nonce"], bad["X-Plivo-Signature-V2"], token

@@ -107,9 +107,7 @@ def test_failures_have_reasons(api: Api, sandbox: SandboxHandle) -> None:
 
 @pytest.mark.parametrize("bad", ["15551234567", "+1555", "+44 20 7946 0958", "", None])
 def test_validation(api: Api, bad: object) -> None:
-    r = api.telnyx(
-        "POST", "/phone_number_campaigns", json={"phoneNumber": bad, "campaignId": "c"}
-    )
+    r = api.telnyx("POST", "/phone_number_campaigns", json={"phoneNumber": bad, "campaignId": "c"})
     assert r.status_code == 400
     assert r.json()["errors"][0]["code"] in ("10016", "10004")
     if isinstance(bad, str) and bad:

@@ -1,0 +1,199 @@
+"""Real processes for integration tests: gunicorn, Celery worker and beat, the sandbox.
+
+Every process gets its own process group and is stopped by its recorded id, never by name.
+Logs go to files under the test's directory and are printed when a test fails.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from dlcsync.settings import Settings
+
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, what: str, step: float = 0.1) -> None:
+    """Poll until ``predicate`` holds (real processes: there is no clock to advance)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if predicate():
+                return
+        except Exception:  # the thing waited for may not answer yet
+            pass
+        time.sleep(step)
+    raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+
+
+@dataclass
+class Proc:
+    name: str
+    popen: subprocess.Popen[bytes]
+    log: Path
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def signal(self, sig: int) -> None:
+        if self.alive():
+            try:
+                os.killpg(self.pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def stop(self, timeout: float = 15.0) -> None:
+        self.signal(signal.SIGTERM)
+        try:
+            self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.signal(signal.SIGKILL)
+            self.popen.wait(5)
+        # Children that outlived their parent (a killed prefork master's pool).
+        try:
+            os.killpg(self.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def kill(self) -> None:
+        """SIGKILL the whole group: the master and every child."""
+        self.signal(signal.SIGKILL)
+        self.popen.wait(10)
+
+    def tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+@dataclass
+class Stack:
+    workdir: Path
+    env: dict[str, str]
+    procs: dict[str, Proc] = field(default_factory=dict)
+    web_port: int = 0
+
+    @classmethod
+    def create(cls, workdir: Path, env: Mapping[str, str]) -> Stack:
+        workdir.mkdir(parents=True, exist_ok=True)
+        base = {k: v for k, v in os.environ.items() if not k.startswith(("DLCSYNC_", "PYTEST"))}
+        base |= {"PYTHONUNBUFFERED": "1", "PATH": f"{BIN}:{os.environ.get('PATH', '')}"}
+        base["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
+        stack = cls(workdir, base | dict(env))
+        stack.web_port = free_port()
+        stack.env.setdefault("PUBLIC_URL", f"http://127.0.0.1:{stack.web_port}")
+        return stack
+
+    def settings(self) -> Settings:
+        """The settings the stack's processes read from their environment."""
+        fields = {k.lower(): v for k, v in self.env.items() if k.lower() in Settings.model_fields}
+        return Settings(_env_file=None, **fields)  # type: ignore[call-arg]
+
+    @property
+    def web_url(self) -> str:
+        return f"http://127.0.0.1:{self.web_port}"
+
+    def spawn(self, name: str, args: list[str]) -> Proc:
+        log = self.workdir / f"{name}.log"
+        with log.open("ab") as out:
+            popen = subprocess.Popen(
+                args,
+                cwd=self.workdir,
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group
+            )
+        proc = Proc(name, popen, log)
+        self.procs[name] = proc
+        return proc
+
+    def start_web(self, workers: int = 2, extra: list[str] | None = None) -> Proc:
+        proc = self.spawn(
+            "web",
+            [
+                str(BIN / "gunicorn"),
+                "webhooks.wsgi:app",
+                "--bind",
+                f"127.0.0.1:{self.web_port}",
+                "--workers",
+                str(workers),
+                "--timeout",
+                "30",
+                "--graceful-timeout",
+                "10",
+                *(extra or []),
+            ],
+        )
+        wait_for(
+            lambda: httpx.get(f"{self.web_url}/healthz", timeout=1).status_code == 200,
+            30,
+            f"gunicorn on {self.web_url}\n{proc.tail()}",
+        )
+        return proc
+
+    def start_worker(self, name: str = "worker", concurrency: int = 2) -> Proc:
+        proc = self.spawn(
+            name,
+            [
+                str(BIN / "celery"),
+                "-A",
+                "worker.main",
+                "worker",
+                "--loglevel",
+                "INFO",
+                "--concurrency",
+                str(concurrency),
+                "--queues",
+                "dlcsync",
+                "--hostname",
+                f"{name}@%h",
+                "--without-mingle",
+                "--without-gossip",
+            ],
+        )
+        wait_for(lambda: b" ready." in proc.log.read_bytes(), 60, f"{name} ready\n{proc.tail()}")
+        return proc
+
+    def start_beat(self, name: str = "beat") -> Proc:
+        return self.spawn(
+            name,
+            [
+                str(BIN / "celery"),
+                "-A",
+                "worker.main",
+                "beat",
+                "--loglevel",
+                "INFO",
+                "--schedule",
+                str(self.workdir / f"{name}-schedule"),
+            ],
+        )
+
+    def stop(self) -> None:
+        for proc in reversed(list(self.procs.values())):
+            proc.stop()
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {p.name} ---\n{p.tail(60)}" for p in self.procs.values())
