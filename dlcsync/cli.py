@@ -40,9 +40,16 @@ def db_check(settings: Settings) -> None:
 
 def _register_subcommands() -> None:
     """Commands that live in their own modules (imported lazily by click at call time)."""
+    from dlcsync.commands.export import export
+    from dlcsync.commands.history import history
+    from dlcsync.commands.links import link, unlink
+    from dlcsync.commands.reconcile import reconcile
+    from dlcsync.commands.status import status
     from dlcsync.sandbox.cli import sandbox
 
     main.add_command(sandbox)
+    for command in (link, unlink, status, history, reconcile, export):
+        main.add_command(command)
 
 
 _register_subcommands()

@@ -8,7 +8,7 @@ caller owns the transaction (commit or rollback); these functions only add to it
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from sqlmodel import Session, select
@@ -277,8 +277,9 @@ def _start_generation(
         now=now,
         reason=reason,
     )
-    # The new generation starts strictly after everything observed so far.
-    started = max(now, before.observed_at)
+    # The new generation starts strictly after everything observed so far, so a redelivered
+    # callback of the old generation can never look like one of the new.
+    started = max(now, before.observed_at + timedelta(microseconds=1))
     _cas_update(
         session,
         link,

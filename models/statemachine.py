@@ -97,16 +97,18 @@ TRANSITIONS: frozenset[tuple[State | None, State]] = frozenset(
         (State.UNLINK_PROCESSING, State.UNLINKED),
         (State.UNLINK_PROCESSING, State.UNLINK_FAILED),
     }
-    # A new request may start from any state but its own pending ones.
-    | {(s, State.LINK_REQUESTED) for s in State if s not in (State.LINK_REQUESTED,)}
-    | {(s, State.UNLINK_REQUESTED) for s in State if s not in (State.UNLINK_REQUESTED,)}
+    # A new request may start from any state (LINK_REQUESTED again: a move to another campaign).
+    | {(s, State.LINK_REQUESTED) for s in State}
+    | {(s, State.UNLINK_REQUESTED) for s in State if s is not State.UNLINK_REQUESTED}
 )
 
 
 def is_allowed(from_state: State | None, to_state: State, *, drift: bool = False) -> bool:
+    """Whether an applied change is legal. Drift (a fresh poll disagreeing with us) may move
+    a link anywhere, even to its own state on another campaign: the provider is the truth."""
     if (from_state, to_state) in TRANSITIONS:
         return True
-    return drift and from_state in TERMINAL and from_state != to_state
+    return drift and from_state is not None
 
 
 @dataclass(frozen=True)

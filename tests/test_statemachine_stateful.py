@@ -42,11 +42,6 @@ from models.statemachine import (
 T0 = datetime(2024, 5, 1, tzinfo=UTC)
 CAMPAIGNS = ("CAMP_A", "CAMP_B", "CAMP_C")
 
-#: decide() flags a fresh poll that moves the number to another campaign *without* changing
-#: the state (COMPLETED on A -> COMPLETED on B) as drift, but is_allowed(s, s, drift=True) is
-#: False. Reported as a bug; this narrowly tolerates exactly that case in invariant (a) so the
-#: rest of the machine stays useful. Set to False once statemachine.py is fixed.
-TOLERATE_SAME_STATE_CAMPAIGN_MOVE = True
 
 
 def at(tick: int) -> datetime:
@@ -150,7 +145,8 @@ class LinkMachine(RuleBasedStateMachine):
             assert req.state is None, req
             return
         now = self.tick()
-        started = max(at(now), before.observed_at)  # as models/links.py does
+        # as models/links.py does: strictly after the last observation
+        started = max(at(now), before.observed_at + timedelta(microseconds=1))
         assert req.state is not None and req.direction is not None
         assert req.campaign_id is not None
         self.link = replace(
@@ -211,13 +207,6 @@ class LinkMachine(RuleBasedStateMachine):
             assert d.to_state is not None, where
             # (a) every applied change is an allowed transition
             ok = sm.is_allowed(before.state, d.to_state, drift=d.drift)
-            if not ok and TOLERATE_SAME_STATE_CAMPAIGN_MOVE:
-                ok = (
-                    obs.fresh
-                    and d.drift
-                    and d.to_state is before.state
-                    and d.campaign_id not in (None, before.campaign_id)
-                )
             assert ok, f"(a) transition not allowed: {where}"
             # drift only from fresh polls, always alerted as drift
             if d.drift:

@@ -72,11 +72,13 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
         broker_ping=overrides.pop("broker_ping"),
     )
 
+    from webhooks.api import bp as api_bp
     from webhooks.health import bp as health_bp
     from webhooks.intake import bp as intake_bp
 
     app.register_blueprint(intake_bp)
     app.register_blueprint(health_bp)
+    app.register_blueprint(api_bp)
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> tuple[Any, int]:

@@ -21,7 +21,8 @@ from worker.reconcile import Reconciler
 @dataclass
 class Runtime:
     settings: Settings
-    celery: Celery
+    #: None in a process that runs no Celery app (``dlcsync reconcile``).
+    celery: Celery | None = None
     pid: int = field(default_factory=os.getpid)
 
     @cached_property

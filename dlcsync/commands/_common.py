@@ -1,0 +1,79 @@
+"""Helpers shared by the commands: console, engine, provider and time options."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import click
+import sqlalchemy as sa
+from rich.console import Console
+
+from dlcsync.settings import Settings
+from models.db import make_engine
+
+#: The environment variables that turn each provider on (DESIGN §3).
+PROVIDER_ENV = {
+    "plivo": ("PLIVO_AUTH_ID", "PLIVO_AUTH_TOKEN"),
+    "telnyx": ("TELNYX_API_KEY",),
+}
+PROVIDERS = tuple(PROVIDER_ENV)
+#: Rows printed in a table of rejected numbers or problems before "and N more".
+MAX_ROWS = 50
+
+
+def console(*, stderr: bool = False) -> Console:
+    """A console on the current stdout (click's test runner swaps it); wide when piped, so
+    tables of numbers and reasons do not wrap at 80 columns."""
+    stream = sys.stderr if stderr else sys.stdout
+    width = None if stream.isatty() or "COLUMNS" in os.environ else 160
+    return Console(file=stream, width=width, highlight=False)
+
+
+@contextmanager
+def engine_of(settings: Settings) -> Iterator[sa.Engine]:
+    engine = make_engine(settings.database_url)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
+def require_provider(settings: Settings, provider: str) -> None:
+    """A usage error naming the variables to set when ``provider`` has no credentials."""
+    if provider in settings.enabled_providers():
+        return
+    names = " and ".join(PROVIDER_ENV[provider])
+    raise click.UsageError(
+        f"provider {provider} is not configured: set {names} in the environment (or .env)"
+    )
+
+
+provider_option = click.option(
+    "--provider",
+    type=click.Choice(PROVIDERS, case_sensitive=False),
+    help="Only this provider.",
+)
+
+
+class IsoTime(click.ParamType):  # type: ignore[type-arg]
+    """An ISO 8601 date or time; a time without a zone is UTC."""
+
+    name = "ISO8601"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, datetime):
+            return value
+        try:
+            parsed = datetime.fromisoformat(str(value))
+        except ValueError:
+            self.fail(f"{value!r} is not an ISO 8601 time (e.g. 2024-05-01T12:00:00Z)")
+        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def iso(value: datetime | None) -> str:
+    return value.isoformat() if value is not None else ""

@@ -1,0 +1,101 @@
+"""Reading phone numbers from an operator's CSV file (``dlcsync link --file``).
+
+Two shapes are accepted: one number per line, or a header row naming a ``number`` (or
+``phone_number``) column among others, which are ignored. Blank lines and lines starting
+with ``#`` are skipped. A line that cannot hold a number (wrong column count) is reported
+with its line number; the numbers themselves are checked later by
+:func:`models.batch.validate`, which also reports duplicates by line. A file that is not
+UTF-8 text at all raises :class:`CsvInputError` with a one-line message.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from models.batch import Entry, NumberResult
+
+NUMBER_COLUMNS = ("number", "phone_number")
+#: Bigger than any sane number list; keeps a wrong file (a disk image) from filling memory.
+MAX_FILE_BYTES = 256 * 1024 * 1024
+
+
+class CsvInputError(Exception):
+    """The file cannot be read as a CSV text file. The message is one line, for people."""
+
+
+@dataclass
+class NumberFile:
+    entries: list[Entry] = field(default_factory=list)
+    #: Lines rejected before number validation (wrong column count), with line numbers.
+    problems: list[NumberResult] = field(default_factory=list)
+    header: bool = False
+
+
+def read_numbers(path: str | Path) -> NumberFile:
+    """The numbers in ``path`` with their line numbers, and the lines that hold none."""
+    path = Path(path)
+    try:
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise CsvInputError(f"{path}: larger than {MAX_FILE_BYTES // 2**20} MiB")
+        data = path.read_bytes()
+    except OSError as exc:
+        raise CsvInputError(f"cannot read {path}: {exc.strerror or exc}") from None
+    return parse_numbers(data, name=str(path))
+
+
+def parse_numbers(data: bytes, *, name: str = "<input>") -> NumberFile:
+    if b"\x00" in data:
+        raise CsvInputError(f"{name} is a binary file, not a CSV text file")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise CsvInputError(
+            f"{name} is not UTF-8 text (bad byte 0x{data[exc.start]:02x} on line {line})"
+        ) from None
+
+    result = NumberFile()
+    column: int | None = None
+    width = 1
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        for row in reader:
+            line = reader.line_num
+            cells = [c.strip() for c in row]
+            if not any(cells) or cells[0].startswith("#"):
+                continue
+            if column is None:
+                column, width, result.header = _shape(cells)
+                if result.header:
+                    continue
+            if len(cells) != width and not _only_trailing_blanks(cells, width):
+                result.problems.append(
+                    NumberResult(
+                        ",".join(row)[:80],
+                        False,
+                        f"wrong column count: expected {width}, got {len(cells)}",
+                        line=line,
+                    )
+                )
+                continue
+            result.entries.append(Entry(cells[column], line=line))
+    except csv.Error as exc:
+        raise CsvInputError(f"{name} line {reader.line_num}: {exc}") from None
+    return result
+
+
+def _shape(first: list[str]) -> tuple[int, int, bool]:
+    """(number column, columns per row, has a header) from the first non-blank row."""
+    names = [c.lower() for c in first]
+    for wanted in NUMBER_COLUMNS:
+        if wanted in names:
+            return names.index(wanted), len(first), True
+    return 0, 1, False
+
+
+def _only_trailing_blanks(cells: list[str], width: int) -> bool:
+    """``+15551234567,`` (a spreadsheet's trailing comma) still has the right shape."""
+    return len(cells) > width and not any(cells[width:])

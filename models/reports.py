@@ -1,0 +1,131 @@
+"""Read-only questions operators ask from the command line: counts, problems, exports.
+
+Exports page by keyset on the row id (ids only grow), so a caller holds one page at a time
+however many rows there are, and each page is its own short transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from sqlmodel import Session, col, select
+
+from models.statemachine import IN_FLIGHT, State
+from models.tables import Link, utcnow
+
+FAILED_STATES = (State.FAILED.value, State.UNLINK_FAILED.value)
+
+
+@dataclass(frozen=True)
+class StateCount:
+    provider: str
+    campaign_id: str
+    state: str
+    count: int
+
+
+def state_counts(
+    session: Session,
+    *,
+    provider: str | None = None,
+    campaign_id: str | None = None,
+    state: str | None = None,
+) -> list[StateCount]:
+    """Links per (provider, campaign, state), sorted."""
+    stmt = select(Link.provider, Link.campaign_id, Link.state, sa.func.count()).group_by(
+        col(Link.provider), col(Link.campaign_id), col(Link.state)
+    )
+    stmt = stmt.where(*_filters(provider, campaign_id, state))
+    rows = session.exec(
+        stmt.order_by(col(Link.provider), col(Link.campaign_id), col(Link.state))
+    ).all()
+    return [StateCount(p, c, s, int(n)) for p, c, s, n in rows]
+
+
+@dataclass(frozen=True)
+class Problem:
+    link: Link
+    #: "failed", "stuck" or "drifted".
+    kind: str
+    reason: str
+
+
+def problem_links(
+    session: Session,
+    *,
+    stuck_after: timedelta,
+    provider: str | None = None,
+    campaign_id: str | None = None,
+    state: str | None = None,
+    limit: int = 50,
+    now: datetime | None = None,
+) -> tuple[list[Problem], int]:
+    """Failed, stuck (in flight longer than ``stuck_after``) and drifted links, most recently
+    changed first: up to ``limit`` of them, and how many there are in all."""
+    now = now or utcnow()
+    condition = sa.or_(
+        col(Link.state).in_(FAILED_STATES),
+        col(Link.drift).is_(True),
+        sa.and_(
+            col(Link.state).in_([s.value for s in IN_FLIGHT]),
+            col(Link.updated_at) < now - stuck_after,
+        ),
+    )
+    filters = _filters(provider, campaign_id, state)
+    stmt = select(Link).where(condition, *filters)
+    links = session.exec(stmt.order_by(col(Link.updated_at).desc()).limit(limit)).all()
+    count_stmt = select(sa.func.count()).select_from(Link).where(condition, *filters)
+    total = int(session.exec(count_stmt).one())
+    return [_problem(link, now - stuck_after) for link in links], total
+
+
+def _problem(link: Link, stuck_before: datetime) -> Problem:
+    if link.state in FAILED_STATES:
+        return Problem(link, "failed", link.failure_reason or link.provider_status or "")
+    if link.drift:
+        return Problem(link, "drifted", f"found {link.provider_status or link.state} by a poll")
+    since = link.updated_at.isoformat(timespec="seconds")
+    return Problem(link, "stuck", f"{link.state} since {since}")
+
+
+def links_of_number(session: Session, number: str, provider: str | None = None) -> Sequence[Link]:
+    stmt = select(Link).where(Link.number == number)
+    if provider is not None:
+        stmt = stmt.where(Link.provider == provider)
+    return session.exec(stmt.order_by(col(Link.provider))).all()
+
+
+def links_page(
+    session: Session,
+    *,
+    after_id: int = 0,
+    limit: int = 1000,
+    provider: str | None = None,
+    campaign_id: str | None = None,
+    state: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> Sequence[Link]:
+    """Links in id order after ``after_id``; ``since``/``until`` bound ``updated_at``."""
+    stmt = select(Link).where(col(Link.id) > after_id, *_filters(provider, campaign_id, state))
+    if since is not None:
+        stmt = stmt.where(col(Link.updated_at) >= since)
+    if until is not None:
+        stmt = stmt.where(col(Link.updated_at) < until)
+    return session.exec(stmt.order_by(col(Link.id)).limit(limit)).all()
+
+
+def _filters(
+    provider: str | None, campaign_id: str | None, state: str | None
+) -> list[sa.ColumnElement[bool]]:
+    conditions: list[sa.ColumnElement[bool]] = []
+    if provider is not None:
+        conditions.append(col(Link.provider) == provider)
+    if campaign_id is not None:
+        conditions.append(col(Link.campaign_id) == campaign_id)
+    if state is not None:
+        conditions.append(col(Link.state) == state)
+    return conditions

@@ -1,0 +1,253 @@
+"""Pydantic models of the ``/api/v1`` JSON API (DESIGN §4): one source of truth.
+
+The views validate path, query and body input with these models and build every answer from
+them; :mod:`webhooks.openapi` turns the same models into the OpenAPI document. A change here
+is a change of the contract, visible in ``GET /api/v1/openapi.json``.
+
+Times are ISO 8601 with a timezone, in and out. A timestamp without an offset is refused
+(400): an audit question asked in an unknown timezone has no single right answer.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+)
+
+from models.numbers import CAMPAIGN_ID, check_campaign_id
+from models.statemachine import State
+from models.tables import Link, LinkEvent
+from providers.registry import CALLBACK_PATHS
+
+#: Most numbers one ``POST /api/v1/links`` may carry.
+MAX_NUMBERS = 10_000
+MAX_LIMIT = 1000
+DEFAULT_LIMIT = 100
+
+#: The providers dlcsync has adapters for; which of them are *configured* is a runtime
+#: question (settings), answered by the views with a 400.
+KNOWN_PROVIDERS = tuple(sorted(CALLBACK_PATHS))
+
+
+def _known_provider(value: str) -> str:
+    if value not in KNOWN_PROVIDERS:
+        raise ValueError(f"unknown provider; one of {', '.join(KNOWN_PROVIDERS)}")
+    return value
+
+
+def _to_utc(value: datetime) -> datetime:
+    # Offsets can push a valid local time past datetime's range (year 1 or 9999).
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("time out of range") from None
+
+
+def _campaign_id(value: str) -> str:
+    # The JSON-schema pattern documents the rule; models.numbers decides it.
+    return check_campaign_id(value)
+
+
+ProviderName = Annotated[
+    str,
+    AfterValidator(_known_provider),
+    WithJsonSchema({"type": "string", "enum": list(KNOWN_PROVIDERS)}),
+]
+CampaignId = Annotated[
+    str, Field(pattern=CAMPAIGN_ID.pattern, max_length=64), AfterValidator(_campaign_id)
+]
+UtcTime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
+Cursor = Annotated[str, Field(max_length=64, description="opaque; from a previous next_cursor")]
+Limit = Annotated[int, Field(ge=1, le=MAX_LIMIT)]
+
+
+class _Input(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+# --- input -------------------------------------------------------------------------------
+
+
+class LinkRequest(BaseModel):
+    """Body of ``POST /api/v1/links``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    provider: ProviderName
+    campaign_id: CampaignId
+    numbers: list[str] = Field(
+        min_length=1,
+        max_length=MAX_NUMBERS,
+        description="phone numbers, ideally E.164; each gets its own result",
+    )
+
+
+class LinkPath(_Input):
+    provider: ProviderName
+    number: str = Field(description="E.164 (`+15551234567`; `%2B` for `+` also works)")
+
+
+class CampaignPath(_Input):
+    provider: ProviderName
+    campaign_id: CampaignId
+
+
+class PageQuery(_Input):
+    cursor: Cursor | None = None
+    limit: Limit = DEFAULT_LIMIT
+
+
+class LinkListQuery(PageQuery):
+    provider: ProviderName | None = None
+    campaign_id: CampaignId | None = None
+    state: State | None = None
+
+
+class LinkQuery(_Input):
+    as_of: UtcTime | None = Field(
+        default=None,
+        description="ISO 8601 with a timezone: the state dlcsync had recorded at that time",
+    )
+
+
+class EventQuery(PageQuery):
+    since: UtcTime | None = Field(default=None, description="recorded at or after (ISO 8601)")
+    until: UtcTime | None = Field(default=None, description="recorded before (ISO 8601)")
+    state: State | None = Field(default=None, description="the state the row moved to")
+    provider: ProviderName | None = None
+    campaign_id: CampaignId | None = None
+
+
+# --- output ------------------------------------------------------------------------------
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
+
+
+class LinkOut(BaseModel):
+    provider: str
+    number: str
+    campaign_id: str
+    state: State
+    generation: int
+    provider_status: str | None
+    failure_reason: str | None
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, link: Link) -> LinkOut:
+        return cls(
+            provider=link.provider,
+            number=link.number,
+            campaign_id=link.campaign_id,
+            state=State(link.state),
+            generation=link.generation,
+            provider_status=link.provider_status,
+            failure_reason=link.failure_reason,
+            updated_at=link.updated_at,
+        )
+
+    @classmethod
+    def as_of(cls, row: LinkEvent) -> LinkOut:
+        """The link as one audit row left it."""
+        state = State(row.to_state)
+        failed = state in (State.FAILED, State.UNLINK_FAILED)
+        return cls(
+            provider=row.provider,
+            number=row.number,
+            campaign_id=row.campaign_id,
+            state=state,
+            generation=row.generation,
+            provider_status=row.provider_status,
+            failure_reason=row.reason if failed else None,
+            updated_at=row.recorded_at,
+        )
+
+
+class AuditRow(BaseModel):
+    id: int
+    provider: str
+    number: str
+    campaign_id: str
+    generation: int
+    from_state: State | None
+    to_state: State
+    source: str
+    provider_status: str | None
+    provider_time: datetime | None
+    recorded_at: datetime
+    reason: str | None
+    drift: bool
+
+    @classmethod
+    def of(cls, row: LinkEvent) -> AuditRow:
+        assert row.id is not None
+        return cls(
+            id=row.id,
+            provider=row.provider,
+            number=row.number,
+            campaign_id=row.campaign_id,
+            generation=row.generation,
+            from_state=State(row.from_state) if row.from_state else None,
+            to_state=State(row.to_state),
+            source=row.source,
+            provider_status=row.provider_status,
+            provider_time=row.provider_time,
+            recorded_at=row.recorded_at,
+            reason=row.reason,
+            drift=row.drift,
+        )
+
+
+class LinkPage(BaseModel):
+    items: list[LinkOut]
+    next_cursor: str | None
+
+
+class AuditPage(BaseModel):
+    items: list[AuditRow]
+    next_cursor: str | None
+
+
+class NumberResultOut(BaseModel):
+    number: str
+    accepted: bool
+    reason: str | None
+
+
+class LinkResults(BaseModel):
+    results: list[NumberResultOut]
+
+
+class Counts(BaseModel):
+    """Links per state, zeros included (a test keeps these fields equal to ``State``)."""
+
+    LINK_REQUESTED: int = Field(ge=0)
+    PROCESSING: int = Field(ge=0)
+    COMPLETED: int = Field(ge=0)
+    FAILED: int = Field(ge=0)
+    UNLINK_REQUESTED: int = Field(ge=0)
+    UNLINK_PROCESSING: int = Field(ge=0)
+    UNLINKED: int = Field(ge=0)
+    UNLINK_FAILED: int = Field(ge=0)
+
+
+class CampaignSummary(BaseModel):
+    provider: str
+    campaign_id: str
+    counts: Counts
+    total: int
