@@ -61,6 +61,8 @@ log = structlog.get_logger(__name__)
 
 #: A request that lost a race with the worker is retried this many times before a 503.
 ATTEMPTS = 3
+#: Ids are BIGINT at most; a larger cursor would overflow the database parameter.
+MAX_ID = 2**63 - 1
 
 
 class ApiError(Exception):
@@ -137,7 +139,9 @@ def operation(
             result = view(**kwargs)
             return result.model_dump(mode="json"), op.ok[0]
 
-        bp.add_url_rule(rule, op.summary_id, endpoint, methods=[method])
+        bp.add_url_rule(
+            rule, op.summary_id, endpoint, methods=[method], provide_automatic_options=False
+        )
         return view
 
     return register
@@ -213,7 +217,7 @@ def decode_cursor(cursor: str | None) -> int:
     except (binascii.Error, ValueError):
         raw = b""
     version, _, digits = raw.partition(b":")
-    if version != b"v1" or not digits.isdigit() or len(digits) > 18:
+    if version != b"v1" or not digits.isdigit() or int(digits) > MAX_ID:
         raise ApiError(400, "invalid_cursor", "cursor is not one this API returned")
     return int(digits)
 
@@ -343,7 +347,9 @@ def get_link(path: LinkPath, query: LinkQuery) -> LinkOut:
         if query.as_of is not None:
             row = history.state_as_of(session, provider, number, query.as_of)
             if row is None:
-                raise ApiError(404, "not_found", f"{number} had no link at {query.as_of}")
+                raise ApiError(
+                    404, "not_found", f"{number} had no link at {query.as_of.isoformat()}"
+                )
             return LinkOut.as_of(row)
         link = load(session, provider, number, lock=False)
     if link is None:
@@ -426,7 +432,7 @@ def list_events(query: EventQuery) -> AuditPage:
 # --- the document --------------------------------------------------------------------------
 
 
-@bp.get("/openapi.json")
+@bp.get("/openapi.json", provide_automatic_options=False)
 def openapi() -> tuple[Any, int]:
     return openapi_document(), 200
 

@@ -17,6 +17,7 @@ from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     WithJsonSchema,
@@ -43,6 +44,16 @@ def _known_provider(value: str) -> str:
     return value
 
 
+def _iso8601(value: object) -> object:
+    # Pydantic alone would also take a bare number as a Unix time; the API speaks ISO 8601.
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError("not an ISO 8601 time") from None
+    return value
+
+
 def _to_utc(value: datetime) -> datetime:
     # Offsets can push a valid local time past datetime's range (year 1 or 9999).
     try:
@@ -64,13 +75,14 @@ ProviderName = Annotated[
 CampaignId = Annotated[
     str, Field(pattern=CAMPAIGN_ID.pattern, max_length=64), AfterValidator(_campaign_id)
 ]
-UtcTime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
+UtcTime = Annotated[AwareDatetime, BeforeValidator(_iso8601), AfterValidator(_to_utc)]
 Cursor = Annotated[str, Field(max_length=64, description="opaque; from a previous next_cursor")]
 Limit = Annotated[int, Field(ge=1, le=MAX_LIMIT)]
 
 
 class _Input(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    # An unknown parameter is refused: a typo (``?status=``) must not silently list everything.
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 # --- input -------------------------------------------------------------------------------
