@@ -45,9 +45,11 @@ def _register_subcommands() -> None:
     from dlcsync.commands.links import link, unlink
     from dlcsync.commands.reconcile import reconcile
     from dlcsync.commands.status import status
+    from dlcsync.run import run
     from dlcsync.sandbox.cli import sandbox
 
     main.add_command(sandbox)
+    main.add_command(run)
     for command in (link, unlink, status, history, reconcile, export):
         main.add_command(command)
 

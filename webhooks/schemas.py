@@ -1,8 +1,8 @@
 """Pydantic models of the ``/api/v1`` JSON API (DESIGN §4): one source of truth.
 
 The views validate path, query and body input with these models and build every answer from
-them; :mod:`webhooks.openapi` turns the same models into the OpenAPI document. A change here
-is a change of the contract, visible in ``GET /api/v1/openapi.json``.
+them; :func:`webhooks.api.openapi_document` turns the same models into the OpenAPI document.
+A change here is a change of the contract, visible in ``GET /api/v1/openapi.json``.
 
 Times are ISO 8601 with a timezone, in and out. A timestamp without an offset is refused
 (400): an audit question asked in an unknown timezone has no single right answer.
@@ -62,18 +62,14 @@ def _to_utc(value: datetime) -> datetime:
         raise ValueError("time out of range") from None
 
 
-def _campaign_id(value: str) -> str:
-    # The JSON-schema pattern documents the rule; models.numbers decides it.
-    return check_campaign_id(value)
-
-
 ProviderName = Annotated[
     str,
     AfterValidator(_known_provider),
     WithJsonSchema({"type": "string", "enum": list(KNOWN_PROVIDERS)}),
 ]
+#: The pattern documents the rule in the OpenAPI document; models.numbers decides it.
 CampaignId = Annotated[
-    str, Field(pattern=CAMPAIGN_ID.pattern, max_length=64), AfterValidator(_campaign_id)
+    str, Field(pattern=CAMPAIGN_ID.pattern, max_length=64), AfterValidator(check_campaign_id)
 ]
 UtcTime = Annotated[AwareDatetime, BeforeValidator(_iso8601), AfterValidator(_to_utc)]
 Cursor = Annotated[str, Field(max_length=64, description="opaque; from a previous next_cursor")]
