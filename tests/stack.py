@@ -6,6 +6,7 @@ Logs go to files under the test's directory and are printed when a test fails.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -36,7 +37,7 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str, step: flo
         try:
             if predicate():
                 return
-        except Exception:  # the thing waited for may not answer yet
+        except Exception:  # noqa: S110  (the thing waited for may not answer yet)
             pass
         time.sleep(step)
     raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
@@ -57,10 +58,8 @@ class Proc:
 
     def signal(self, sig: int) -> None:
         if self.alive():
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.pid, sig)
-            except ProcessLookupError:
-                pass
 
     def stop(self, timeout: float = 15.0) -> None:
         self.signal(signal.SIGTERM)
@@ -70,10 +69,8 @@ class Proc:
             self.signal(signal.SIGKILL)
             self.popen.wait(5)
         # Children that outlived their parent (a killed prefork master's pool).
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
 
     def kill(self) -> None:
         """SIGKILL the whole group: the master and every child."""

@@ -81,8 +81,17 @@ def test_duplicate_audit_row_is_refused_by_the_database(engine: sa.Engine) -> No
     with pytest.raises(sa.exc.IntegrityError), transaction(engine) as s:
         link = load(s, "telnyx", NUMBER)
         assert link is not None and link.id is not None
-        s.add(LinkEvent(link_id=link.id, provider="telnyx", number=NUMBER, campaign_id="C1",
-                        generation=1, to_state="LINK_REQUESTED", source="api"))
+        s.add(
+            LinkEvent(
+                link_id=link.id,
+                provider="telnyx",
+                number=NUMBER,
+                campaign_id="C1",
+                generation=1,
+                to_state="LINK_REQUESTED",
+                source="api",
+            )
+        )
 
 
 def _request_many(url: str, start: int) -> None:

@@ -33,8 +33,16 @@ def build_timeline(engine: sa.Engine) -> None:
         (4, lambda s: apply_observation(s, "telnyx", N1, webhook(Signal.LINKED, 3), now=at(4))),
         (5, lambda s: apply_observation(s, "telnyx", N1, webhook(Signal.PENDING, 2), now=at(5))),
         (10, lambda s: request_unlink_of(s, "telnyx", N1, source=Source.CLI, now=at(10))),
-        (11, lambda s: apply_observation(
-            s, "telnyx", N1, webhook(Signal.NOT_LINKED, 11, direction=Direction.UNLINK), now=at(11))),
+        (
+            11,
+            lambda s: apply_observation(
+                s,
+                "telnyx",
+                N1,
+                webhook(Signal.NOT_LINKED, 11, direction=Direction.UNLINK),
+                now=at(11),
+            ),
+        ),
         (12, lambda s: request_link_of(s, "plivo", N2, "C9", source=Source.API, now=at(12))),
     ]
     for _minute, step in steps:
@@ -80,7 +88,8 @@ def test_events_filters_and_keyset_pages(engine: sa.Engine) -> None:
     with transaction(engine) as s:
         assert [e.number for e in events(s, provider="plivo")] == [N2]
         assert [e.to_state for e in events(s, campaign_id="C1", since=at(2), until=at(11))] == [
-            "COMPLETED", "UNLINK_REQUESTED",
+            "COMPLETED",
+            "UNLINK_REQUESTED",
         ]
         assert len(events(s, state="LINK_REQUESTED")) == 2
         first = events(s, limit=4)

@@ -42,10 +42,14 @@ def test_link_request_then_callbacks_write_one_audit_row_per_change(engine: sa.E
         d = apply_observation(s, "telnyx", NUMBER, obs(Signal.PENDING, 1), now=at(1))
         assert d.verdict is Verdict.APPLIED and d.to_state is State.PROCESSING
     with transaction(engine) as s:
-        d = apply_observation(s, "telnyx", NUMBER, obs(Signal.LINKED, 2, status="ASSIGNED"), now=at(2))
+        d = apply_observation(
+            s, "telnyx", NUMBER, obs(Signal.LINKED, 2, status="ASSIGNED"), now=at(2)
+        )
         assert d.to_state is State.COMPLETED
     with transaction(engine) as s:  # the same callback again
-        d = apply_observation(s, "telnyx", NUMBER, obs(Signal.LINKED, 2, status="ASSIGNED"), now=at(3))
+        d = apply_observation(
+            s, "telnyx", NUMBER, obs(Signal.LINKED, 2, status="ASSIGNED"), now=at(3)
+        )
         assert d.verdict is Verdict.DUPLICATE
     with transaction(engine) as s:
         link = load(s, "telnyx", NUMBER)
@@ -76,7 +80,9 @@ def test_failed_link_raises_one_alert_and_relink_starts_new_generation(engine: s
     for _ in range(2):
         with transaction(engine) as s:
             apply_observation(
-                s, "plivo", NUMBER,
+                s,
+                "plivo",
+                NUMBER,
                 obs(Signal.FAILED, 5, source=Source.POLL, generation=1, reason="carrier said no"),
                 now=at(5),
             )
@@ -107,8 +113,11 @@ def test_unlink_unknown_number_is_refused_and_unlinked_is_noop(engine: sa.Engine
         assert r.changed and r.link is not None and r.link.direction == Direction.UNLINK
     with transaction(engine) as s:
         apply_observation(
-            s, "plivo", NUMBER,
-            obs(Signal.NOT_LINKED, 2, direction=Direction.UNLINK), now=at(2),
+            s,
+            "plivo",
+            NUMBER,
+            obs(Signal.NOT_LINKED, 2, direction=Direction.UNLINK),
+            now=at(2),
         )
     with transaction(engine) as s:
         r = request_unlink_of(s, "plivo", NUMBER, source=Source.API, now=at(3))
@@ -126,7 +135,10 @@ def test_drift_from_fresh_poll_is_flagged_and_alerted_once(engine: sa.Engine) ->
         assert d.verdict is Verdict.IGNORED
     with transaction(engine) as s:
         d = apply_observation(
-            s, "telnyx", NUMBER, obs(Signal.NOT_LINKED, 3, source=Source.POLL, generation=1),
+            s,
+            "telnyx",
+            NUMBER,
+            obs(Signal.NOT_LINKED, 3, source=Source.POLL, generation=1),
             now=at(3),
         )
         assert d.verdict is Verdict.APPLIED and d.drift and d.to_state is State.UNLINKED

@@ -31,7 +31,9 @@ def test_downgrade_and_upgrade_again(db_url: str) -> None:
     check(db_url)
 
 
-@pytest.mark.parametrize("statement", ["UPDATE link_events SET reason = 'x'", "DELETE FROM link_events"])
+@pytest.mark.parametrize(
+    "statement", ["UPDATE link_events SET reason = 'x'", "DELETE FROM link_events"]
+)
 def test_audit_log_is_append_only(engine: sa.Engine, statement: str) -> None:
     from datetime import UTC, datetime
 
@@ -40,8 +42,14 @@ def test_audit_log_is_append_only(engine: sa.Engine, statement: str) -> None:
     from models.statemachine import Source
 
     with transaction(engine) as session:
-        request_link_of(session, "plivo", "+12025550100", "CAMP1", source=Source.API,
-                        now=datetime(2026, 1, 1, tzinfo=UTC))
+        request_link_of(
+            session,
+            "plivo",
+            "+12025550100",
+            "CAMP1",
+            source=Source.API,
+            now=datetime(2026, 1, 1, tzinfo=UTC),
+        )
     with pytest.raises(sa.exc.DBAPIError, match="append-only"), engine.begin() as conn:
         conn.execute(sa.text(statement))
     with engine.connect() as conn:

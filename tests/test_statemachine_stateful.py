@@ -43,7 +43,6 @@ T0 = datetime(2024, 5, 1, tzinfo=UTC)
 CAMPAIGNS = ("CAMP_A", "CAMP_B", "CAMP_C")
 
 
-
 def at(tick: int) -> datetime:
     return T0 + timedelta(seconds=tick)
 

@@ -48,7 +48,10 @@ def stack_env(pg_url: str, fresh_redis: str, sandbox: SandboxHandle) -> dict[str
 
 @pytest.fixture
 def stack(
-    tmp_path: Path, stack_env: dict[str, str], sandbox: SandboxHandle, request: pytest.FixtureRequest
+    tmp_path: Path,
+    stack_env: dict[str, str],
+    sandbox: SandboxHandle,
+    request: pytest.FixtureRequest,
 ) -> Iterator[Stack]:
     st = Stack.create(tmp_path / f"stack-{uuid.uuid4().hex[:6]}", stack_env)
     sandbox.configure(telnyx_webhook_url=f"{st.web_url}/webhooks/telnyx")

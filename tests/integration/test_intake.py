@@ -102,13 +102,21 @@ def test_sandbox_callbacks_move_links_to_final_states(
     wait_for(lambda: link_state(db, "plivo", numbers["plivo"]) == "PROCESSING", 30, "created")
     sandbox.settle(wait_callbacks=True)
     for provider, number in numbers.items():
-        wait_for(lambda p=provider, n=number: link_state(db, p, n) == "COMPLETED", 30,
-                 f"{provider} link COMPLETED\n{running.logs()}")
+        wait_for(
+            lambda p=provider, n=number: link_state(db, p, n) == "COMPLETED",
+            30,
+            f"{provider} link COMPLETED\n{running.logs()}",
+        )
     assert audit(db, numbers["plivo"]) == [
-        (None, "LINK_REQUESTED"), ("LINK_REQUESTED", "PROCESSING"), ("PROCESSING", "COMPLETED")
+        (None, "LINK_REQUESTED"),
+        ("LINK_REQUESTED", "PROCESSING"),
+        ("PROCESSING", "COMPLETED"),
     ]
     # Telnyx sends no "pending" callback by default: straight to the final state.
-    assert audit(db, numbers["telnyx"]) == [(None, "LINK_REQUESTED"), ("LINK_REQUESTED", "COMPLETED")]
+    assert audit(db, numbers["telnyx"]) == [
+        (None, "LINK_REQUESTED"),
+        ("LINK_REQUESTED", "COMPLETED"),
+    ]
     assert all(i.outcome is not None for i in inbox(db))
 
 
@@ -122,7 +130,9 @@ def test_five_concurrent_deliveries_make_one_transition(running: Stack, db: sa.E
     headers = sign_telnyx(body)
 
     def post(_: int) -> int:
-        return httpx.post(f"{running.web_url}/webhooks/telnyx", content=body, headers=headers).status_code
+        return httpx.post(
+            f"{running.web_url}/webhooks/telnyx", content=body, headers=headers
+        ).status_code
 
     with ThreadPoolExecutor(5) as pool:
         assert list(pool.map(post, range(5))) == [200] * 5
@@ -139,24 +149,38 @@ def test_reverse_order_and_older_generation(running: Stack, db: sa.Engine) -> No
     with transaction(db) as s:
         request_link_of(s, "telnyx", number, "C6", source=Source.API, now=t0)
     late_first = telnyx_event(number, "C6", "ASSIGNMENT", "success", t0 + timedelta(seconds=20))
-    early_second = telnyx_event(number, "C6", "STATUS_UPDATE", "PENDING", t0 + timedelta(seconds=10))
+    early_second = telnyx_event(
+        number, "C6", "STATUS_UPDATE", "PENDING", t0 + timedelta(seconds=10)
+    )
     for event in (late_first, early_second):
         body = json.dumps(event).encode()
-        r = httpx.post(f"{running.web_url}/webhooks/telnyx", content=body, headers=sign_telnyx(body))
+        r = httpx.post(
+            f"{running.web_url}/webhooks/telnyx", content=body, headers=sign_telnyx(body)
+        )
         assert r.status_code == 200
     wait_for(lambda: len([i for i in inbox(db) if i.outcome]) == 2, 20, "both processed")
     assert [i.outcome for i in inbox(db)] == ["applied", "stale"]
     assert link_state(db, "telnyx", number) == "COMPLETED"
     # An event from before the current generation (a relink) changes nothing.
     with transaction(db) as s:
-        apply_observation(s, "telnyx", number, Observation(
-            Source.POLL, "FAILED_ASSIGNMENT", datetime.now(UTC), Signal.FAILED, generation=1))
+        apply_observation(
+            s,
+            "telnyx",
+            number,
+            Observation(
+                Source.POLL, "FAILED_ASSIGNMENT", datetime.now(UTC), Signal.FAILED, generation=1
+            ),
+        )
         request_link_of(s, "telnyx", number, "C6", source=Source.API)  # relink -> generation 2
     # Sent before the relink (generation 2) began: it belongs to generation 1.
     old = telnyx_event(number, "C6", "ASSIGNMENT", "success", t0 + timedelta(seconds=1))
     body = json.dumps(old).encode()
-    assert httpx.post(f"{running.web_url}/webhooks/telnyx", content=body,
-                      headers=sign_telnyx(body)).status_code == 200
+    assert (
+        httpx.post(
+            f"{running.web_url}/webhooks/telnyx", content=body, headers=sign_telnyx(body)
+        ).status_code
+        == 200
+    )
     wait_for(lambda: all(i.outcome for i in inbox(db)), 20, "processed")
     assert inbox(db)[-1].outcome == "ignored"
     assert link_state(db, "telnyx", number) == "LINK_REQUESTED"
@@ -176,8 +200,9 @@ def test_reverse_order_and_older_generation(running: Stack, db: sa.Engine) -> No
     ],
 )
 def test_bad_requests_change_nothing(running: Stack, db: sa.Engine, mutate, status: int) -> None:
-    body = json.dumps(telnyx_event("+12025550141", "C7", "ASSIGNMENT", "success",
-                                   datetime.now(UTC))).encode()
+    body = json.dumps(
+        telnyx_event("+12025550141", "C7", "ASSIGNMENT", "success", datetime.now(UTC))
+    ).encode()
     body2, headers = mutate(body, sign_telnyx(body))
     r = httpx.post(f"{running.web_url}/webhooks/telnyx", content=body2, headers=headers)
     assert r.status_code == status, r.text
@@ -191,25 +216,38 @@ def test_postgres_down_answers_503_fast_then_resent_deliveries_apply(
     number = "+12025550151"
     with transaction(db) as s:
         request_link_of(s, "telnyx", number, "C8", source=Source.API)
-    body = json.dumps(telnyx_event(number, "C8", "ASSIGNMENT", "success", datetime.now(UTC))).encode()
+    body = json.dumps(
+        telnyx_event(number, "C8", "ASSIGNMENT", "success", datetime.now(UTC))
+    ).encode()
     cluster = _pg_cluster()
-    subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", *cluster, "stop", "-m", "fast"],
-                   check=True)
+    subprocess.run(
+        ["pg_ctlcluster", "--skip-systemctl-redirect", *cluster, "stop", "-m", "fast"], check=True
+    )
     try:
-        plivo_body, plivo_headers = sign_plivo(running, {"number": "12025550151",
-                                                         "campaign_id": "C8",
-                                                         "event": "number_linking",
-                                                         "status": "success"})
-        for path, content, headers in (("telnyx", body, sign_telnyx(body)),
-                                       ("plivo", plivo_body, plivo_headers)):
+        plivo_body, plivo_headers = sign_plivo(
+            running,
+            {
+                "number": "12025550151",
+                "campaign_id": "C8",
+                "event": "number_linking",
+                "status": "success",
+            },
+        )
+        for path, content, headers in (
+            ("telnyx", body, sign_telnyx(body)),
+            ("plivo", plivo_body, plivo_headers),
+        ):
             started = time.monotonic()
-            r = httpx.post(f"{running.web_url}/webhooks/{path}", content=content,
-                           headers=headers, timeout=10)
+            r = httpx.post(
+                f"{running.web_url}/webhooks/{path}", content=content, headers=headers, timeout=10
+            )
             elapsed = time.monotonic() - started
             assert r.status_code == 503, (path, r.text)
             assert elapsed < 1.0, (path, elapsed)
     finally:
-        subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", *cluster, "start"], check=True)
+        subprocess.run(
+            ["pg_ctlcluster", "--skip-systemctl-redirect", *cluster, "start"], check=True
+        )
     wait_for(lambda: _pg_up(db), 30, "PostgreSQL back")
     assert inbox(db) == []
     r = httpx.post(f"{running.web_url}/webhooks/telnyx", content=body, headers=sign_telnyx(body))
@@ -227,10 +265,15 @@ def test_redis_down_still_accepts_and_sweeper_applies_later(
     port = int(redis_url.rsplit(":", 1)[1].split("/")[0])
     subprocess.run(["redis-cli", "-p", str(port), "shutdown", "nosave"], check=False)
     try:
-        body = json.dumps(telnyx_event(number, "C9", "ASSIGNMENT", "success",
-                                       datetime.now(UTC))).encode()
-        r = httpx.post(f"{running.web_url}/webhooks/telnyx", content=body,
-                       headers=sign_telnyx(body), timeout=10)
+        body = json.dumps(
+            telnyx_event(number, "C9", "ASSIGNMENT", "success", datetime.now(UTC))
+        ).encode()
+        r = httpx.post(
+            f"{running.web_url}/webhooks/telnyx",
+            content=body,
+            headers=sign_telnyx(body),
+            timeout=10,
+        )
         assert r.status_code == 200, r.text
         assert httpx.get(f"{running.web_url}/readyz").status_code == 503
     finally:
@@ -238,14 +281,15 @@ def test_redis_down_still_accepts_and_sweeper_applies_later(
     assert [i.outcome for i in inbox(db)] == [None]
     running.start_worker()
     running.start_beat()
-    wait_for(lambda: link_state(db, "telnyx", number) == "COMPLETED", 60,
-             f"sweeper applied the delivery\n{running.logs()}")
+    wait_for(
+        lambda: link_state(db, "telnyx", number) == "COMPLETED",
+        60,
+        f"sweeper applied the delivery\n{running.logs()}",
+    )
     assert httpx.get(f"{running.web_url}/readyz").status_code == 200
 
 
-def test_worker_sigkill_mid_processing_loses_nothing(
-    running: Stack, db: sa.Engine
-) -> None:
+def test_worker_sigkill_mid_processing_loses_nothing(running: Stack, db: sa.Engine) -> None:
     numbers = [f"+1202555{2000 + i:04d}" for i in range(60)]
     with transaction(db) as s:
         for n in numbers:
@@ -256,9 +300,12 @@ def test_worker_sigkill_mid_processing_loses_nothing(
     running.start_beat()
 
     def send(n: str) -> int:
-        body = json.dumps(telnyx_event(n, "C10", "ASSIGNMENT", "success", datetime.now(UTC))).encode()
-        return httpx.post(f"{running.web_url}/webhooks/telnyx", content=body,
-                          headers=sign_telnyx(body)).status_code
+        body = json.dumps(
+            telnyx_event(n, "C10", "ASSIGNMENT", "success", datetime.now(UTC))
+        ).encode()
+        return httpx.post(
+            f"{running.web_url}/webhooks/telnyx", content=body, headers=sign_telnyx(body)
+        ).status_code
 
     with ThreadPoolExecutor(8) as pool:
         futures = [pool.submit(send, n) for n in numbers]
@@ -266,11 +313,15 @@ def test_worker_sigkill_mid_processing_loses_nothing(
         running.procs["worker"].kill()
         assert all(f.result() == 200 for f in futures)
     running.start_worker()
-    wait_for(lambda: all(i.outcome for i in inbox(db)) and len(inbox(db)) == 60, 90,
-             f"all processed\n{running.logs()}")
+    wait_for(
+        lambda: all(i.outcome for i in inbox(db)) and len(inbox(db)) == 60,
+        90,
+        f"all processed\n{running.logs()}",
+    )
     with Session(db) as s:
-        done = s.exec(select(sa.func.count()).select_from(LinkEvent)
-                      .where(LinkEvent.to_state == "COMPLETED")).one()
+        done = s.exec(
+            select(sa.func.count()).select_from(LinkEvent).where(LinkEvent.to_state == "COMPLETED")
+        ).one()
     assert done == 60
     assert {i.outcome for i in inbox(db)} == {"applied"}
 
@@ -306,10 +357,31 @@ def _pg_up(db: sa.Engine) -> bool:
 
 def _start_redis(port: int) -> None:
     subprocess.run(
-        ["redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "-::1", "--port", str(port),
-         "--save", "", "--appendonly", "no", "--dir", "/var/lib/redis",
-         "--logfile", "/var/log/redis/ci.log"],
+        [
+            "redis-server",
+            "--daemonize",
+            "yes",
+            "--bind",
+            "127.0.0.1",
+            "-::1",
+            "--port",
+            str(port),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            "/var/lib/redis",
+            "--logfile",
+            "/var/log/redis/ci.log",
+        ],
         check=True,
     )
-    wait_for(lambda: subprocess.run(["redis-cli", "-p", str(port), "ping"],
-                                    capture_output=True).returncode == 0, 20, "redis back")
+    wait_for(
+        lambda: (
+            subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True).returncode
+            == 0
+        ),
+        20,
+        "redis back",
+    )

@@ -42,11 +42,13 @@ def request_links(db: sa.Engine, plan: dict[tuple[str, str], list[str]]) -> None
 
 def ours(db: sa.Engine) -> dict[tuple[str, str], str]:
     with Session(db) as s:
-        return {(l.provider, l.number): l.state for l in s.exec(select(Link)).all()}
+        return {(ln.provider, ln.number): ln.state for ln in s.exec(select(Link)).all()}
 
 
 def truth(sandbox: SandboxHandle, keys: set[tuple[str, str]]) -> dict[tuple[str, str], str]:
-    found = {(r["provider"], r["number"]): TRUTH.get(r["status"], "PENDING") for r in sandbox.numbers()}
+    found = {
+        (r["provider"], r["number"]): TRUTH.get(r["status"], "PENDING") for r in sandbox.numbers()
+    }
     return {k: found.get(k, "UNLINKED") for k in keys}
 
 
@@ -131,14 +133,20 @@ def test_drift_is_recorded_and_alerted_once(
     wait_for(lambda: len(sandbox.numbers()) == 6, 60, "sent")
     sandbox.settle()
     wait_for(lambda: set(ours(db).values()) == {"COMPLETED"}, 60, "completed")
-    for provider, number in (("telnyx", plan[("telnyx", "CAMPD")][0]),
-                             ("plivo", plan[("plivo", "CAMPE")][0])):
+    for provider, number in (
+        ("telnyx", plan[("telnyx", "CAMPD")][0]),
+        ("plivo", plan[("plivo", "CAMPE")][0]),
+    ):
         with sandbox.client() as c:
-            r = c.post("/_sandbox/drift", json={"provider": provider, "number": number,
-                                                "action": "unlink"})
+            r = c.post(
+                "/_sandbox/drift", json={"provider": provider, "number": number, "action": "unlink"}
+            )
             assert r.status_code == 200, r.text
-        wait_for(lambda p=provider, n=number: ours(db)[(p, n)] == "UNLINKED", 30,
-                 f"drift seen\n{polling_only.logs()}")
+        wait_for(
+            lambda p=provider, n=number: ours(db)[(p, n)] == "UNLINKED",
+            30,
+            f"drift seen\n{polling_only.logs()}",
+        )
     with Session(db) as s:
         drift_rows = s.exec(select(LinkEvent).where(LinkEvent.drift)).all()
         alerts = s.exec(select(Alert).where(Alert.kind == "drift")).all()
@@ -174,6 +182,6 @@ def test_list_endpoints_keep_requests_per_number_low(
 def _polls(sandbox: SandboxHandle) -> int:
     total = 0
     for provider in sandbox.counters()["requests"].values():
-        for endpoint, methods in provider.items():
+        for methods in provider.values():
             total += sum(sum(codes.values()) for m, codes in methods.items() if m == "GET")
     return total
