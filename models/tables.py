@@ -148,6 +148,9 @@ class Alert(SQLModel, table=True):
     __table_args__ = (
         sa.Index("ix_alerts_pending", "state", "next_attempt_at"),
         sa.Index("ix_alerts_created", "created_at"),
+        # Grouping counts one (kind, provider, campaign)'s recent alerts and finds its last digest.
+        sa.Index("ix_alerts_group", "kind", "provider", "campaign_id", "created_at"),
+        sa.Index("ix_alerts_digest", "digest_id"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -159,10 +162,16 @@ class Alert(SQLModel, table=True):
     campaign_id: str | None = Field(default=None, max_length=64)
     generation: int | None = None
     payload: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON())
-    #: pending -> sent | failed (gave up) ; "grouped" when delivered inside a digest.
+    #: pending -> sending -> sent | logged (no ALERT_URLS) | pending (retry) | failed (gave
+    #: up); "grouped" when delivered inside the digest ``digest_id`` (see models.alerts).
     state: str = Field(default="pending", max_length=16)
     attempts: int = 0
     next_attempt_at: datetime | None = Field(default=None, sa_type=UTCDateTime(), nullable=True)
     last_error: str | None = Field(default=None, max_length=2000)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime(), nullable=False)
     sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime(), nullable=True)
+    #: A digest row stands for many alerts of one kind on one campaign (its members point here).
+    is_digest: bool = Field(default=False, sa_column_kwargs={"server_default": sa.false()})
+    digest_id: int | None = Field(default=None, foreign_key="alerts.id")
+    #: Fingerprints of the ALERT_URLS already delivered to, so a retry skips them.
+    delivered_to: list[str] | None = Field(default=None, sa_type=sa.JSON())

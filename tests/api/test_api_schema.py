@@ -17,7 +17,6 @@ from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
-    negative_data_rejection,
     response_schema_conformance,
     status_code_conformance,
 )
@@ -30,8 +29,9 @@ CHECKS = [
     status_code_conformance,
     content_type_conformance,
     response_schema_conformance,
-    negative_data_rejection,
 ]
+# negative_data_rejection is left out: a negative case may drop the Authorization header,
+# which this test puts back on every call, so the check would blame a valid request.
 
 
 # Loaded from the same function that serves /api/v1/openapi.json; the app is attached per
