@@ -5,11 +5,36 @@ Counters and histograms use prometheus-client's multiprocess mode when
 into that directory; ``/metrics`` aggregates it). Gauges about the data (links per state,
 oldest pending link, inbox backlog) are computed from the database at scrape time, so they
 are right however many processes and hosts run.
+
+Wiring (the variable must be set before ``prometheus_client`` is first imported, because the
+library picks its value store at import time):
+
+- web: ``gunicorn --config python:webhooks.gunicorn_conf`` sets a default directory
+  (``./var/metrics``) and removes a dead worker's live gauges (``child_exit``);
+- worker: the Procfile exports the same directory before starting Celery;
+- ``dlcsync run`` empties it at start, since it owns every process.
+
+The directory is never emptied by web or worker: counters of exited processes stay counted,
+which keeps every total monotonic across worker restarts. Empty it when the host boots (a
+tmpfs path) or on deploy, while no process runs.
 """
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+import os
+from pathlib import Path
+
+from prometheus_client import (
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.registry import Collector
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+DEFAULT_MULTIPROC_DIR = Path("var/metrics")
 
 WEBHOOK_DELIVERIES = Counter(
     "dlcsync_webhook_deliveries_total",
@@ -37,3 +62,47 @@ ALERT_DELIVERIES = Counter(
     "Alert delivery attempts by result (sent, failed, gave_up)",
     ["result"],
 )
+
+#: Webhook answers by HTTP status (DESIGN §4); 200 is "accepted" or "duplicate".
+WEBHOOK_OUTCOME_BY_STATUS = {
+    400: "malformed",
+    401: "unauthorized",
+    403: "unauthorized",
+    413: "too_large",
+    503: "unavailable",
+}
+
+
+def multiproc_dir() -> str | None:
+    return os.environ.get(MULTIPROC_ENV) or None
+
+
+def status_class(status: int) -> str:
+    """The ``result`` label of a provider answer: ``2xx``, ``4xx``, ``429``, ``5xx``..."""
+    if status == 429:
+        return "429"
+    if 200 <= status < 600:
+        return f"{status // 100}xx"
+    return "error"
+
+
+def render_latest(*extra: Collector) -> bytes:
+    """The Prometheus text exposition: this host's counters plus ``extra`` collectors.
+
+    In multiprocess mode the counters are read from the files of every process (live or
+    exited) in ``PROMETHEUS_MULTIPROC_DIR``; otherwise from this process's registry.
+    """
+    if multiproc_dir():
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        body = generate_latest(registry)
+    else:
+        body = generate_latest(REGISTRY)
+    if extra:
+        scrape_time = CollectorRegistry(auto_describe=False)
+        for collector in extra:
+            scrape_time.register(collector)
+        body += generate_latest(scrape_time)
+    return body

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from models.statemachine import IN_FLIGHT, State
-from models.tables import Link, utcnow
+from models.db import is_postgres
+from models.statemachine import IN_FLIGHT, PENDING, State
+from models.tables import Alert, InboxItem, Link, LinkEvent, utcnow
 
 FAILED_STATES = (State.FAILED.value, State.UNLINK_FAILED.value)
 
@@ -129,3 +131,97 @@ def _filters(
     if state is not None:
         conditions.append(col(Link.state) == state)
     return conditions
+
+
+def problem_counts(
+    session: Session, *, stuck_after: timedelta, now: datetime | None = None
+) -> dict[str, int]:
+    """How many links are failed, drifted and stuck (each link counted once, with the kind
+    :func:`problem_links` would give it)."""
+    now = now or utcnow()
+    failed = col(Link.state).in_(FAILED_STATES)
+    drifted = sa.and_(col(Link.drift).is_(True), sa.not_(failed))
+    stuck = sa.and_(
+        col(Link.state).in_([s.value for s in IN_FLIGHT]),
+        col(Link.updated_at) < now - stuck_after,
+        col(Link.drift).is_(False),
+    )
+    counts = {}
+    for kind, condition in (("failed", failed), ("drifted", drifted), ("stuck", stuck)):
+        stmt = select(sa.func.count()).select_from(Link).where(condition)
+        counts[kind] = int(session.exec(stmt).one())
+    return counts
+
+
+# --- gauges computed at scrape time (/metrics) ---------------------------------------------
+
+
+def provider_state_counts(session: Session) -> dict[tuple[str, str], int]:
+    """Links per (provider, state)."""
+    stmt = select(Link.provider, Link.state, sa.func.count()).group_by(
+        col(Link.provider), col(Link.state)
+    )
+    return {(p, s): int(n) for p, s, n in session.exec(stmt).all()}
+
+
+def oldest_pending_by_provider(session: Session) -> dict[str, datetime]:
+    """Per provider, when the oldest still-pending request (its generation) started."""
+    pending = [s.value for s in PENDING]
+    stmt = (
+        select(Link.provider, sa.func.min(Link.generation_started_at))
+        .where(col(Link.state).in_(pending))
+        .group_by(col(Link.provider))
+    )
+    return {p: _aware(t) for p, t in session.exec(stmt).all() if t is not None}
+
+
+def inbox_backlog_by_provider(session: Session) -> dict[str, int]:
+    """Inbox rows not yet processed (no outcome), per provider."""
+    stmt = (
+        select(InboxItem.provider, sa.func.count())
+        .where(col(InboxItem.outcome).is_(None))
+        .group_by(col(InboxItem.provider))
+    )
+    return {p: int(n) for p, n in session.exec(stmt).all()}
+
+
+def alert_state_counts(session: Session) -> dict[str, int]:
+    """Alerts per state (pending, sent, failed, grouped)."""
+    stmt = select(Alert.state, sa.func.count()).group_by(col(Alert.state))
+    return {s: int(n) for s, n in session.exec(stmt).all()}
+
+
+def _aware(value: datetime) -> datetime:
+    # Aggregates bypass the column type on SQLite, which hands back naive UTC (or text).
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+# --- transitions over time (the dashboard's chart) -----------------------------------------
+
+
+@dataclass(frozen=True)
+class TransitionBucket:
+    start: datetime
+    to_state: str
+    count: int
+
+
+def transitions_per_hour(
+    session: Session, *, hours: int = 24, now: datetime | None = None
+) -> list[TransitionBucket]:
+    """Audit rows per (hour, to-state) over the last ``hours`` hours, oldest first."""
+    now = now or utcnow()
+    since = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=hours - 1)
+    if is_postgres(session):
+        hour: sa.ColumnElement[Any] = sa.func.date_trunc("hour", col(LinkEvent.recorded_at))
+    else:
+        hour = sa.func.strftime("%Y-%m-%d %H:00:00", col(LinkEvent.recorded_at))
+    stmt = (
+        select(hour, LinkEvent.to_state, sa.func.count())
+        .where(col(LinkEvent.recorded_at) >= since)
+        .group_by(hour, col(LinkEvent.to_state))
+        .order_by(hour)
+    )
+    return [TransitionBucket(_aware(h), s, int(n)) for h, s, n in session.exec(stmt).all()]

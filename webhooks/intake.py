@@ -13,6 +13,7 @@ import structlog
 from flask import Blueprint, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from dlcsync import crashpoints
 from models.db import transaction
 from models.inbox import store_delivery
 from providers.base import CallbackParseError, CallbackRequest, VerificationError
@@ -81,6 +82,7 @@ def receive(provider: str) -> tuple[Any, int]:
         log.warning("inbox unavailable", provider=provider, error=str(exc).splitlines()[0])
         return error(503, "unavailable", "the delivery could not be stored; retry")
 
+    crashpoints.reach("inbox.after_commit")
     if stored.new:
         try:
             svc.enqueue(PROCESS_INBOX, [stored.id])

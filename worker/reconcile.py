@@ -20,6 +20,7 @@ import sqlalchemy as sa
 import structlog
 from sqlmodel import Session
 
+from dlcsync import crashpoints
 from models.alerts import raise_alert
 from models.db import transaction
 from models.links import apply_observation
@@ -273,6 +274,7 @@ class Reconciler:
     def _apply_status(
         self, claim: Claim, status: NumberStatus, stats: Stats, source: Source
     ) -> bool:
+        crashpoints.reach("provider.after_call")
         now = self.clock()
         obs = Observation(
             source=source,

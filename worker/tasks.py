@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import timedelta
 
 from celery import Celery
+from celery.signals import task_postrun
 
+from dlcsync import crashpoints
 from worker import inbox
 from worker.celery_app import PROCESS_INBOX, RECONCILE, SWEEP_INBOX, create_celery, enqueue
 from worker.runtime import get_runtime
@@ -38,7 +40,13 @@ def register(app: Celery) -> Celery:
             claimed += rt.reconciler.run_once(limit=limit, provider=provider).claimed
         return claimed
 
+    task_postrun.connect(_after_task, weak=False)
     return app
+
+
+def _after_task(**_: object) -> None:
+    # The task's transactions are committed; with acks_late the message is not acked yet.
+    crashpoints.reach("task.after_commit")
 
 
 def make_app() -> Celery:
