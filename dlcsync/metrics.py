@@ -96,7 +96,7 @@ def render_latest(*extra: Collector) -> bytes:
         from prometheus_client import multiprocess
 
         registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call,unused-ignore]
         body = generate_latest(registry)
     else:
         body = generate_latest(REGISTRY)

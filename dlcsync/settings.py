@@ -36,8 +36,6 @@ class Settings(BaseSettings):
     stuck_after_seconds: int = Field(default=259200, gt=0)
     drift_check_seconds: int = Field(default=86400, gt=0)
     sweep_seconds: int = Field(default=30, gt=0)
-    #: Longest wait between polls of a pending link (the backoff cap).
-    poll_backoff_cap_seconds: int = Field(default=1800, gt=0)
     plivo_rate_limit_per_second: float = Field(default=50, gt=0)
     telnyx_rate_limit_per_second: float = Field(default=2, gt=0)
 
@@ -50,6 +48,11 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_is_unset(cls, value: str | None) -> str | None:
         return value or None
+
+    @property
+    def poll_backoff_cap_seconds(self) -> int:
+        """Longest wait between polls of a pending link: 30 poll intervals (30 min at 60 s)."""
+        return 30 * self.poll_interval_seconds
 
     @property
     def alert_url_list(self) -> list[str]:

@@ -415,8 +415,9 @@ def mark_delivered(
 
 def backoff(attempts: int, rng: random.Random | None = None) -> timedelta:
     """Capped exponential backoff with jitter: in [d/2, d], d = min(cap, base * 2^(n-1))."""
-    full = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** max(0, attempts - 1))
-    return full * (rng or random).uniform(0.5, 1.0)
+    full: timedelta = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** max(0, attempts - 1))
+    factor: float = (rng or random).uniform(0.5, 1.0)
+    return full * factor
 
 
 def mark_failed(

@@ -24,6 +24,8 @@ from typing import Any
 
 import httpx
 
+from dlcsync.metrics import PROVIDER_LATENCY, PROVIDER_REQUESTS, status_class
+
 from .base import (
     DEFAULT_TIMEOUT,
     CredentialsRejected,
@@ -40,6 +42,7 @@ __all__ = [
     "TEMPORARY_STATUSES",
     "decode_json",
     "e164_to_digits",
+    "endpoint_name",
     "error_json",
     "error_text",
     "is_e164",
@@ -189,7 +192,7 @@ def perform(
     what = f"{provider} {method} {url}"
     limiter.acquire()
     try:
-        response = http.request(method, url, json=json_body, params=params)
+        response = _measured(http, method, url, provider, json_body=json_body, params=params)
     except httpx.TimeoutException as exc:
         # A read/write timeout after the request left us: it may have been carried out.
         maybe_done = method.upper() not in _IDEMPOTENT and isinstance(
@@ -218,6 +221,48 @@ def perform(
     elif response.status_code == 429:
         limiter.penalize(RATE_LIMITED_DEFAULT_PENALTY)
     return response
+
+
+#: A path segment kept as is in an endpoint name (words, ``v1``, ``10dlc``); any other
+#: segment (numbers, account and campaign ids) becomes ``{id}``.
+_ENDPOINT_WORD = re.compile(r"v[0-9]+|10dlc|[a-z_]+|[A-Z][a-z_]+")
+
+
+def endpoint_name(method: str, url: str) -> str:
+    """A low-cardinality name for a request: ``GET /v1/Account/{id}/10dlc/Campaign/{id}/``.
+
+    Never the URL itself: numbers, accounts and campaigns would make one series each.
+    """
+    path = url.split("?", 1)[0]
+    if "://" in path:
+        path = "/" + path.split("://", 1)[1].partition("/")[2]
+    segments = [s if not s or _ENDPOINT_WORD.fullmatch(s) else "{id}" for s in path.split("/")]
+    return f"{method.upper()} {'/'.join(segments)}"
+
+
+def _measured(
+    http: httpx.Client,
+    method: str,
+    url: str,
+    provider: str,
+    *,
+    json_body: Any,
+    params: Mapping[str, str | int] | None,
+) -> httpx.Response:
+    """``http.request`` counted and timed by provider, endpoint and result (/metrics)."""
+    endpoint = endpoint_name(method, url)
+    result = "error"
+    started = time.perf_counter()
+    try:
+        response = http.request(method, url, json=json_body, params=params)
+        result = status_class(response.status_code)
+        return response
+    except httpx.TimeoutException:
+        result = "timeout"
+        raise
+    finally:
+        PROVIDER_LATENCY.labels(provider, endpoint).observe(time.perf_counter() - started)
+        PROVIDER_REQUESTS.labels(provider, endpoint, result).inc()
 
 
 def error_text(response: httpx.Response) -> str:

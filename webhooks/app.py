@@ -8,15 +8,18 @@ from typing import Any
 
 import sqlalchemy as sa
 import structlog
-from flask import Flask, current_app, jsonify
+from flask import Flask, Response, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
+from dlcsync.logs import bind_request_id, request_id_from
 from dlcsync.settings import Settings
 from models.db import make_engine
 from providers.base import CallbackHandler
 
 #: DESIGN §4: bodies over 256 KiB get 413.
 MAX_BODY_BYTES = 256 * 1024
+#: Taken from the caller (when sane) or generated; bound to every log line; echoed back.
+REQUEST_ID_HEADER = "X-Request-ID"
 
 log = structlog.get_logger(__name__)
 
@@ -73,12 +76,27 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     )
 
     from webhooks.api import bp as api_bp
+    from webhooks.dashboard import bp as dashboard_bp
     from webhooks.health import bp as health_bp
     from webhooks.intake import bp as intake_bp
+    from webhooks.metrics_view import bp as metrics_bp
 
     app.register_blueprint(intake_bp)
     app.register_blueprint(health_bp)
     app.register_blueprint(api_bp)
+    app.register_blueprint(metrics_bp)
+    app.register_blueprint(dashboard_bp)
+
+    @app.before_request
+    def _bind_request_id() -> None:
+        g.request_id = request_id_from(request.headers.get(REQUEST_ID_HEADER))
+        bind_request_id(g.request_id)
+
+    @app.after_request
+    def _return_request_id(response: Response) -> Response:
+        if "request_id" in g:
+            response.headers[REQUEST_ID_HEADER] = g.request_id
+        return response
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> tuple[Any, int]:

@@ -10,10 +10,11 @@ from typing import Any
 
 import sqlalchemy as sa
 import structlog
-from flask import Blueprint, request
+from flask import Blueprint, Response, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from dlcsync import crashpoints
+from dlcsync.metrics import WEBHOOK_DELIVERIES, WEBHOOK_OUTCOME_BY_STATUS
 from models.db import transaction
 from models.inbox import store_delivery
 from providers.base import CallbackParseError, CallbackRequest, VerificationError
@@ -53,6 +54,21 @@ def _callback_request(public_url: str) -> CallbackRequest:
         content_type=headers.get("content-type", ""),
         query=request.args.to_dict(flat=True),
     )
+
+
+@bp.after_request
+def _count_delivery(response: Response) -> Response:
+    """Count every answer of a known provider's endpoint, errors raised past the view too."""
+    provider = (request.view_args or {}).get("provider")
+    if provider in services().handlers:
+        if response.status_code == 200:
+            duplicate = (response.get_json(silent=True) or {}).get("duplicate")
+            outcome = "duplicate" if duplicate else "accepted"
+        else:
+            outcome = WEBHOOK_OUTCOME_BY_STATUS.get(response.status_code, "")
+        if outcome:
+            WEBHOOK_DELIVERIES.labels(provider, outcome).inc()
+    return response
 
 
 @bp.route("/webhooks/<provider>", methods=["POST", "GET"])

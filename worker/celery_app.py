@@ -25,10 +25,14 @@ VISIBILITY_TIMEOUT = 3600  # above every time limit: Redis redelivers unacked af
 PROCESS_INBOX = "dlcsync.process_inbox"
 SWEEP_INBOX = "dlcsync.sweep_inbox"
 RECONCILE = "dlcsync.reconcile"
+DELIVER_ALERTS = "dlcsync.deliver_alerts"
+DETECT_STUCK = "dlcsync.detect_stuck"
 
 BEAT_SCHEDULE_SECONDS = {
     SWEEP_INBOX: 10.0,
     RECONCILE: 2.0,
+    DELIVER_ALERTS: 3.0,
+    DETECT_STUCK: 60.0,
 }
 
 

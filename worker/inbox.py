@@ -14,6 +14,7 @@ import sqlalchemy as sa
 import structlog
 from sqlmodel import Session, col, select
 
+from dlcsync.metrics import INBOX_OUTCOMES
 from models.alerts import raise_alert
 from models.db import transaction
 from models.inbox import FAILED, MAX_ATTEMPTS, lock_unprocessed, record_outcome, unprocessed_ids
@@ -89,6 +90,8 @@ def process_inbox(
                     outcome, reason = _apply_one(session, item, handler)
                 record_outcome(item, outcome, reason)
                 outcomes[inbox_id] = outcome
+                provider = item.provider
+            INBOX_OUTCOMES.labels(provider, outcome).inc()  # counted once committed
         except Exception as exc:
             log.warning("inbox row failed", inbox_id=inbox_id, error=str(exc))
             if _record_failure(engine, inbox_id, exc):
@@ -115,7 +118,9 @@ def _record_failure(engine: sa.Engine, inbox_id: int, exc: Exception) -> bool:
             reason=f"webhook delivery {inbox_id} failed {item.attempts} times: {item.error}",
             payload={"provider": item.provider, "inbox_id": inbox_id},
         )
-        return True
+        provider = item.provider
+    INBOX_OUTCOMES.labels(provider, FAILED).inc()
+    return True
 
 
 def sweep_inbox(

@@ -8,8 +8,16 @@ from celery import Celery
 from celery.signals import task_postrun
 
 from dlcsync import crashpoints
-from worker import inbox
-from worker.celery_app import PROCESS_INBOX, RECONCILE, SWEEP_INBOX, create_celery, enqueue
+from worker import alerting, inbox
+from worker.celery_app import (
+    DELIVER_ALERTS,
+    DETECT_STUCK,
+    PROCESS_INBOX,
+    RECONCILE,
+    SWEEP_INBOX,
+    create_celery,
+    enqueue,
+)
 from worker.runtime import get_runtime
 
 
@@ -39,6 +47,20 @@ def register(app: Celery) -> Celery:
             limit = max(10, min(500, int(rate * 60)))
             claimed += rt.reconciler.run_once(limit=limit, provider=provider).claimed
         return claimed
+
+    @app.task(name=DELIVER_ALERTS)
+    def deliver_alerts() -> int:
+        """Send due alerts (digests for bursts); retries live in the alerts table."""
+        rt = get_runtime(app)
+        stats = alerting.deliver_alerts(rt.engine, rt.settings.alert_url_list)
+        return stats.sent + stats.logged
+
+    @app.task(name=DETECT_STUCK)
+    def detect_stuck() -> int:
+        rt = get_runtime(app)
+        return alerting.detect_stuck(
+            rt.engine, stuck_after=timedelta(seconds=rt.settings.stuck_after_seconds)
+        )
 
     task_postrun.connect(_after_task, weak=False)
     return app

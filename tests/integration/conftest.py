@@ -41,7 +41,6 @@ def stack_env(pg_url: str, fresh_redis: str, sandbox: SandboxHandle) -> dict[str
         "REDIS_URL": fresh_redis,
         "API_TOKEN": "integration-token",
         "POLL_INTERVAL_SECONDS": "1",
-        "POLL_BACKOFF_CAP_SECONDS": "4",
         "SWEEP_SECONDS": "2",
     }
 

@@ -98,9 +98,9 @@ def test_500_numbers_converge_from_polling_alone(
     with Session(db) as s:
         failed_alerts = s.exec(select(Alert).where(Alert.kind == "link_failed")).all()
     assert len(failed_alerts) == states["FAILED"]
-    # 2 poll intervals (1 s) plus the backoff cap (4 s), plus the time to work through 500.
+    # 2 poll intervals (1 s) plus the backoff cap (30 intervals).
     print(f"converged {took:.1f}s after the sandbox settled")
-    assert took < 2 * 1 + 4 + 20
+    assert took < 2 * 1 + 30
     counters = sandbox.counters()
     for account in counters["accounts"].values():
         assert account["rate_limited"] == 0
