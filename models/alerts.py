@@ -595,10 +595,13 @@ def render(claim: Claimed) -> Message:
         reason = p.get("reason") or "none given"
         status = p.get("provider_status")
         title = f"[dlcsync] {kind.value}: {fields['number']} on campaign {fields['campaign']}"
+        label = "Provider's reason" if claim.number else "Reason"
         lines = [
             WHAT[kind].format(**fields),
+            f"Number: {fields['number']}; campaign: {fields['campaign']}; "
+            f"provider: {fields['provider']}.",
             f"Since: {since}.",
-            f"Provider's reason: {reason}" + (f" (status {status})." if status else "."),
+            f"{label}: {reason}" + (f" (status {status})." if status else "."),
             f"What to do: {next_steps}",
         ]
         if p.get("inbox_id") is not None:

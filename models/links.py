@@ -8,7 +8,7 @@ caller owns the transaction (commit or rollback); these functions only add to it
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import sqlalchemy as sa
 from sqlmodel import Session, select
@@ -277,9 +277,9 @@ def _start_generation(
         now=now,
         reason=reason,
     )
-    # The new generation starts strictly after everything observed so far, so a redelivered
-    # callback of the old generation can never look like one of the new.
-    started = max(now, before.observed_at + timedelta(microseconds=1))
+    # The new generation starts no earlier than everything observed so far; a callback
+    # observed at or before that instant belongs to an older generation (statemachine).
+    started = max(now, before.observed_at)
     _cas_update(
         session,
         link,

@@ -196,7 +196,7 @@ def decide(link: LinkSnapshot, obs: Observation) -> Decision:
         )
     if obs.generation is not None and obs.generation != link.generation:
         return Decision(Verdict.IGNORED, reason=f"older generation {obs.generation}")
-    if obs.generation is None and obs.observed_at < link.generation_started_at:
+    if obs.generation is None and obs.observed_at <= link.generation_started_at:
         return Decision(Verdict.IGNORED, reason="observation predates the current request")
 
     moved_to: str | None = None

@@ -279,7 +279,8 @@ DECIDE_CASES = [
         (Verdict.IGNORED,),
     ),
     ("r1-wh-no-campaign-ok", snap(PR), obs(Signal.LINKED, campaign=None), ("applied", CO)),
-    ("r1-wh-at-request-time", snap(LR, observed=50), obs(Signal.PENDING, at=50), ("applied", PR)),
+    # A webhook observed at the very instant of the request cannot be about it.
+    ("r1-wh-at-request-time", snap(LR, observed=50), obs(Signal.PENDING, at=50), (Verdict.IGNORED,)),
     # ---- fresh poll finds the number on another campaign (drift, campaign moves) ------
     (
         "poll-other-campaign-linked",
@@ -569,7 +570,7 @@ def test_redelivered_old_generation_webhook_at_generation_start_is_ignored() -> 
     # The operator relinks at our time 495: links.py starts gen 3 at max(495, 500) = 500.
     req = request_link(link, link.campaign_id)
     assert req.new_generation
-    started = max(t(495), link.observed_at + timedelta(microseconds=1))
+    started = max(t(495), link.observed_at)
     link = replace(
         link,
         state=req.state,

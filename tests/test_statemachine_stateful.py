@@ -144,8 +144,7 @@ class LinkMachine(RuleBasedStateMachine):
             assert req.state is None, req
             return
         now = self.tick()
-        # as models/links.py does: strictly after the last observation
-        started = max(at(now), before.observed_at + timedelta(microseconds=1))
+        started = max(at(now), before.observed_at)  # as models/links.py does
         assert req.state is not None and req.direction is not None
         assert req.campaign_id is not None
         self.link = replace(

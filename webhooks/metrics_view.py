@@ -75,9 +75,9 @@ class DatabaseCollector(Collector):
         for provider in providers:
             for state in State:
                 links.add_metric([provider, state.value], states.get((provider, state.value), 0))
-        for (provider, state), count in sorted(states.items()):
-            if state not in State.__members__:  # a state this build does not know
-                links.add_metric([provider, state], count)
+        for (provider, name), count in sorted(states.items()):
+            if name not in State.__members__:  # a state this build does not know
+                links.add_metric([provider, name], count)
 
         age = GaugeMetricFamily(
             "dlcsync_oldest_pending_link_age_seconds",
@@ -99,8 +99,8 @@ class DatabaseCollector(Collector):
         alert_family = GaugeMetricFamily(
             "dlcsync_alerts", "Alerts in the outbox per state", labels=["state"]
         )
-        for state in sorted({"pending", "sent", "failed", *alerts}):
-            alert_family.add_metric([state], alerts.get(state, 0))
+        for alert_state in sorted({"pending", "sent", "failed", *alerts}):
+            alert_family.add_metric([alert_state], alerts.get(alert_state, 0))
         return [links, age, inbox, alert_family]
 
 

@@ -53,7 +53,9 @@ def _apply_one(
     obs = Observation(
         source=Source.WEBHOOK,
         provider_status=event.provider_status,
-        observed_at=event.provider_time or item.received_at,
+        # Ordered by the provider's time, but never later than we received it: a provider
+        # clock running ahead must not make our next polls look stale.
+        observed_at=min(event.provider_time or item.received_at, item.received_at),
         signal=event.signal,
         direction=event.direction,
         campaign_id=event.campaign_id,

@@ -8,7 +8,6 @@ a crash anywhere means the link is claimed again when its lease runs out.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import random
 from collections import defaultdict
@@ -153,10 +152,19 @@ class Reconciler:
             return [client.move(number, prior or "", campaign)]
 
         def unlink_then_link() -> list[NumberStatus]:
-            # Plivo moves a number by unlinking it from the old campaign, then linking it.
-            with contextlib.suppress(NotLinked):
+            # Plivo moves a number by unlinking it from the old campaign and, once the
+            # carrier has let go of it, linking it to the new one. Until then: retry later.
+            try:
+                client.get(prior or "", number)
+            except NotLinked:
+                return client.link(campaign, [number])
+            try:
                 client.unlink(prior or "", number)
-            return client.link(campaign, [number])
+            except NotLinked:
+                return client.link(campaign, [number])
+            except PermanentProviderError:
+                pass  # already being unlinked
+            raise TemporaryProviderError(f"waiting for the unlink from campaign {prior}")
 
         def link() -> list[NumberStatus]:
             return client.link(campaign, [number])

@@ -1,0 +1,360 @@
+"""The read-only dashboard for people (``GET /``): server-rendered, no JavaScript needed.
+
+Pages: ``/`` (counts per provider, campaign and state; failed, stuck and drifted links with
+their reasons; transitions per hour as an inline SVG chart), ``/number?number=`` (a number's
+links and audit timeline), ``/login`` and ``/logout``.
+
+Auth is the API's: the login form takes ``API_TOKEN`` (compared with
+:func:`hmac.compare_digest`) and sets a signed session cookie. The session key is an HMAC of
+a constant with the token, so changing ``API_TOKEN`` logs everyone out. Without
+``API_TOKEN`` every page refuses with 403 and says why. Login and logout are POST forms
+carrying a per-session CSRF token; the cookie is HttpOnly and SameSite=Lax.
+
+Every query is a plain function of :mod:`models.reports` and :mod:`models.history`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import wraps
+from typing import Any, TypeVar, cast
+from urllib.parse import urlsplit
+
+from flask import Blueprint, abort, redirect, render_template, request, session, url_for
+from flask.blueprints import BlueprintSetupState
+from sqlmodel import Session
+
+from models import history, reports
+from models.numbers import InvalidNumber, to_e164_us
+from models.statemachine import PENDING, State
+from models.tables import utcnow
+from webhooks.app import services
+
+bp = Blueprint("dashboard", __name__, template_folder="templates")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: How long a login lasts.
+SESSION_SECONDS = 12 * 3600
+#: Rows shown per problem list and campaign table (the totals are always exact).
+PROBLEM_LIMIT = 200
+CAMPAIGN_LIMIT = 500
+CHART_HOURS = 24
+_KEY_LABEL = b"dlcsync dashboard session key v1"
+_LOOSE_NUMBER = re.compile(r"\+?[1-9][0-9]{7,14}")
+
+
+def session_key(api_token: str) -> str:
+    """The Flask ``SECRET_KEY``: derived from the token, so rotating it ends every session."""
+    return hmac.new(api_token.encode(), _KEY_LABEL, hashlib.sha256).hexdigest()
+
+
+@bp.record_once
+def _configure(state: BlueprintSetupState) -> None:
+    app = state.app
+    token = app.extensions["dlcsync"].settings.api_token
+    if token is not None and token.get_secret_value():
+        app.config.setdefault("SECRET_KEY", session_key(token.get_secret_value()))
+    app.config.setdefault("SESSION_COOKIE_NAME", "dlcsync_session")
+    app.config.setdefault("SESSION_COOKIE_SAMESITE", "Lax")
+    app.config.setdefault("SESSION_COOKIE_HTTPONLY", True)
+    app.config.setdefault("PERMANENT_SESSION_LIFETIME", timedelta(seconds=SESSION_SECONDS))
+
+
+def _api_token() -> str:
+    token = services().settings.api_token
+    return token.get_secret_value() if token is not None else ""
+
+
+def _refused() -> tuple[str, int]:
+    return render_template("dashboard/refused.html"), 403
+
+
+def _logged_in() -> bool:
+    since = session.get("login_at")
+    return (
+        session.get("auth") is True
+        and isinstance(since, int | float)
+        and time.time() - since < SESSION_SECONDS
+    )
+
+
+def _csrf_token() -> str:
+    token = session.get("csrf")
+    if not isinstance(token, str):
+        token = secrets.token_urlsafe(32)
+        session["csrf"] = token
+    return token
+
+
+def _csrf_ok() -> bool:
+    expected = session.get("csrf")
+    given = request.form.get("csrf", "")
+    return isinstance(expected, str) and hmac.compare_digest(
+        given.encode("utf-8", "surrogateescape"), expected.encode()
+    )
+
+
+def _safe_next(target: str | None) -> str:
+    """Only local paths: never redirect to another site after login."""
+    if not target:
+        return url_for("dashboard.index")
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
+        return url_for("dashboard.index")
+    return target
+
+
+def login_required(view: F) -> F:
+    @wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if not _api_token():
+            return _refused()
+        if not _logged_in():
+            return redirect(url_for("dashboard.login", next=request.full_path.rstrip("?")))
+        return view(*args, **kwargs)
+
+    return cast(F, wrapper)
+
+
+@bp.after_request
+def _no_store(response: Any) -> Any:
+    response.headers.setdefault("Cache-Control", "no-store")
+    response.headers.setdefault("X-Frame-Options", "DENY")
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault(
+        "Content-Security-Policy",
+        "default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
+        "form-action 'self'; frame-ancestors 'none'",
+    )
+    return response
+
+
+# --- login / logout ------------------------------------------------------------------------
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login() -> Any:
+    if not _api_token():
+        return _refused()
+    error = None
+    status = 200
+    if request.method == "POST":
+        given = request.form.get("token", "")
+        if not _csrf_ok():
+            error, status = "The form expired; please try again.", 400
+        elif hmac.compare_digest(given.encode("utf-8", "surrogateescape"), _api_token().encode()):
+            session.clear()
+            session.permanent = True
+            session["auth"] = True
+            session["login_at"] = int(time.time())
+            session["csrf"] = secrets.token_urlsafe(32)  # a fresh token after login
+            return redirect(_safe_next(request.form.get("next")))
+        else:
+            error, status = "Wrong token.", 401
+    return (
+        render_template(
+            "dashboard/login.html",
+            csrf=_csrf_token(),
+            next=_safe_next(request.values.get("next")),
+            error=error,
+        ),
+        status,
+    )
+
+
+@bp.post("/logout")
+def logout() -> Any:
+    if not _api_token():
+        return _refused()
+    if not _csrf_ok():
+        abort(400, "missing or wrong CSRF token")
+    session.clear()
+    return redirect(url_for("dashboard.login"))
+
+
+# --- pages ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CampaignRow:
+    provider: str
+    campaign_id: str
+    counts: dict[str, int]
+    total: int
+
+
+@bp.get("/")
+@login_required
+def index() -> Any:
+    svc = services()
+    now = utcnow()
+    stuck_after = timedelta(seconds=svc.settings.stuck_after_seconds)
+    with Session(svc.engine) as db:
+        counts = reports.state_counts(db)
+        problems, problem_total = reports.problem_links(
+            db, stuck_after=stuck_after, limit=PROBLEM_LIMIT, now=now
+        )
+        kind_counts = reports.problem_counts(db, stuck_after=stuck_after, now=now)
+        buckets = reports.transitions_per_hour(db, hours=CHART_HOURS, now=now)
+
+    rows: dict[tuple[str, str], dict[str, int]] = {}
+    for c in counts:
+        rows.setdefault((c.provider, c.campaign_id), {})[c.state] = c.count
+    campaigns = [
+        CampaignRow(p, cid, per_state, sum(per_state.values()))
+        for (p, cid), per_state in sorted(rows.items())
+    ]
+    totals = {s.value: sum(r.counts.get(s.value, 0) for r in campaigns) for s in State}
+    by_kind: dict[str, list[reports.Problem]] = {"failed": [], "stuck": [], "drifted": []}
+    for problem in problems:
+        by_kind.setdefault(problem.kind, []).append(problem)
+    return render_template(
+        "dashboard/index.html",
+        states=[s.value for s in State],
+        campaigns=campaigns[:CAMPAIGN_LIMIT],
+        campaign_count=len(campaigns),
+        totals=totals,
+        grand_total=sum(totals.values()),
+        by_kind=by_kind,
+        kind_counts=kind_counts,
+        problem_total=problem_total,
+        chart=transition_chart(buckets, now=now, hours=CHART_HOURS),
+        stuck_after=stuck_after,
+        csrf=_csrf_token(),
+        logged_in=True,
+        now=now,
+    )
+
+
+def normalise_number(raw: str) -> str:
+    """E.164 from what a person typed (``(202) 555-0143``, ``12025550143``...)."""
+    try:
+        return to_e164_us(raw)
+    except InvalidNumber:
+        compact = re.sub(r"[\s().-]", "", raw)
+        if _LOOSE_NUMBER.fullmatch(compact):
+            return compact if compact.startswith("+") else "+" + compact
+        raise
+
+
+@bp.get("/number")
+@login_required
+def number() -> Any:
+    raw = request.args.get("number", "").strip()
+    provider = request.args.get("provider") or None
+    if not raw:
+        return redirect(url_for("dashboard.index"))
+    try:
+        e164 = normalise_number(raw)
+    except InvalidNumber as exc:
+        return (
+            render_template(
+                "dashboard/number.html",
+                raw=raw,
+                error=str(exc),
+                timelines=[],
+                csrf=_csrf_token(),
+                logged_in=True,
+            ),
+            400,
+        )
+    svc = services()
+    with Session(svc.engine) as db:
+        links = reports.links_of_number(db, e164, provider)
+        timelines = [(link, history.link_history(db, link.provider, e164)) for link in links]
+    return (
+        render_template(
+            "dashboard/number.html",
+            raw=raw,
+            number=e164,
+            error=None,
+            timelines=timelines,
+            csrf=_csrf_token(),
+            logged_in=True,
+        ),
+        200 if timelines else 404,
+    )
+
+
+# --- the chart -----------------------------------------------------------------------------
+
+#: Bar colour per kind of destination state.
+CHART_SERIES = (
+    ("linked / unlinked", "#2e7d32", {State.COMPLETED.value, State.UNLINKED.value}),
+    ("failed", "#c62828", {State.FAILED.value, State.UNLINK_FAILED.value}),
+    ("requested / in progress", "#1565c0", {s.value for s in PENDING}),
+)
+
+
+@dataclass(frozen=True)
+class Bar:
+    x: float
+    y: float
+    height: float
+    color: str
+    title: str
+
+
+@dataclass(frozen=True)
+class Chart:
+    width: int
+    height: int
+    bar_width: float
+    bars: list[Bar]
+    max_count: int
+    labels: list[tuple[float, str]]
+    total: int
+    legend: list[tuple[str, str]]
+
+
+def transition_chart(
+    buckets: list[reports.TransitionBucket], *, now: datetime, hours: int
+) -> Chart:
+    """Stacked bars of audit rows per hour (server-side SVG: no script, no CDN)."""
+    width, height, top = 720, 160, 10
+    start = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=hours - 1)
+    per_hour: list[dict[str, int]] = [{} for _ in range(hours)]
+    for b in buckets:
+        index = int((b.start - start).total_seconds() // 3600)
+        if 0 <= index < hours:
+            series = next(
+                (name for name, _, states in CHART_SERIES if b.to_state in states),
+                CHART_SERIES[-1][0],
+            )
+            per_hour[index][series] = per_hour[index].get(series, 0) + b.count
+    max_count = max([sum(h.values()) for h in per_hour] + [1])
+    slot = width / hours
+    bars: list[Bar] = []
+    for i, counts in enumerate(per_hour):
+        y = float(height)
+        hour = start + timedelta(hours=i)
+        for name, color, _ in CHART_SERIES:
+            n = counts.get(name, 0)
+            if not n:
+                continue
+            h = (height - top) * n / max_count
+            y -= h
+            title = f"{hour:%Y-%m-%d %H}:00 UTC: {n} {name}"
+            bars.append(Bar(i * slot + 1, y, h, color, title))
+    labels = [
+        (i * slot, f"{(start + timedelta(hours=i)):%H}:00")
+        for i in range(0, hours, max(1, hours // 6))
+    ]
+    return Chart(
+        width=width,
+        height=height,
+        bar_width=max(1.0, slot - 2),
+        bars=bars,
+        max_count=max_count,
+        labels=labels,
+        total=sum(sum(h.values()) for h in per_hour),
+        legend=[(name, color) for name, color, _ in CHART_SERIES],
+    )
