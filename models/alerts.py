@@ -59,8 +59,9 @@ STATES = (PENDING, SENDING, SENT, LOGGED, FAILED, GROUPED)
 MAX_ATTEMPTS = 12
 BACKOFF_BASE = timedelta(seconds=10)
 BACKOFF_CAP = timedelta(minutes=15)
-#: How long a claimed row belongs to the worker that claimed it (well above a run's sends).
-SEND_LEASE = timedelta(seconds=120)
+#: How long a claimed row belongs to the worker that claimed it: above a run's time budget
+#: (worker.alerting.RUN_BUDGET), short enough that a killed worker's claims come back soon.
+SEND_LEASE = timedelta(seconds=30)
 
 # --- grouping ----------------------------------------------------------------------------
 GROUP_THRESHOLD = 5

@@ -44,14 +44,17 @@ def sandbox() -> Iterator[SandboxHandle]:
     handle.stop()
 
 
-def clients(sandbox: SandboxHandle, *, read_timeout: float = 5.0, key: str | None = None
-            ) -> dict[str, ProviderClient]:
+def clients(
+    sandbox: SandboxHandle, *, read_timeout: float = 5.0, key: str | None = None
+) -> dict[str, ProviderClient]:
     env = sandbox.env()
     timeout = httpx.Timeout(connect=2.0, read=read_timeout, write=5.0, pool=5.0)
-    plivo_http = make_plivo_http(env["PLIVO_API_URL"], env["PLIVO_AUTH_ID"],
-                                 env["PLIVO_AUTH_TOKEN"], timeout=timeout)
-    telnyx_http = make_telnyx_http(env["TELNYX_API_URL"], key or env["TELNYX_API_KEY"],
-                                   timeout=timeout)
+    plivo_http = make_plivo_http(
+        env["PLIVO_API_URL"], env["PLIVO_AUTH_ID"], env["PLIVO_AUTH_TOKEN"], timeout=timeout
+    )
+    telnyx_http = make_telnyx_http(
+        env["TELNYX_API_URL"], key or env["TELNYX_API_KEY"], timeout=timeout
+    )
     return {
         "plivo": PlivoClient(plivo_http, env["PLIVO_AUTH_ID"], "http://127.0.0.1:9/webhooks/plivo"),
         "telnyx": TelnyxClient(telnyx_http),
@@ -64,8 +67,13 @@ def clock() -> Clock:
 
 
 def reconciler(engine: sa.Engine, cl: dict[str, ProviderClient], clock: Clock) -> Reconciler:
-    return Reconciler(engine, cl, Cadence(interval=60, cap=1800, drift_check=86400),
-                      rng=random.Random(1), clock=clock)
+    return Reconciler(
+        engine,
+        cl,
+        Cadence(interval=60, cap=1800, drift_check=86400),
+        rng=random.Random(1),
+        clock=clock,
+    )
 
 
 def state(engine: sa.Engine, provider: str, number: str) -> Link:
@@ -77,8 +85,12 @@ def state(engine: sa.Engine, provider: str, number: str) -> Link:
 
 def post_count(sandbox: SandboxHandle, provider: str) -> int:
     requests = sandbox.counters()["requests"].get(provider, {})
-    return sum(sum(codes.values()) for ep in requests.values()
-               for m, codes in ep.items() if m in ("POST", "PUT"))
+    return sum(
+        sum(codes.values())
+        for ep in requests.values()
+        for m, codes in ep.items()
+        if m in ("POST", "PUT")
+    )
 
 
 def request(engine: sa.Engine, clock: Clock, provider: str, number: str, campaign: str) -> None:
@@ -149,7 +161,11 @@ def test_move_to_another_campaign(
         clock.advance(200)
     link = state(engine, provider, N1)
     assert (link.state, link.campaign_id, link.generation, link.prior_campaign_id) == (
-        "COMPLETED", "CAMPB", 2, None)
+        "COMPLETED",
+        "CAMPB",
+        2,
+        None,
+    )
     (truth,) = sandbox.numbers(provider)
     assert truth["campaign_id"] == "CAMPB" and truth["status"] == "linked"
 

@@ -60,12 +60,12 @@ def session_key(api_token: str) -> str:
 def _configure(state: BlueprintSetupState) -> None:
     app = state.app
     token = app.extensions["dlcsync"].settings.api_token
-    if token is not None and token.get_secret_value():
-        app.config.setdefault("SECRET_KEY", session_key(token.get_secret_value()))
-    app.config.setdefault("SESSION_COOKIE_NAME", "dlcsync_session")
-    app.config.setdefault("SESSION_COOKIE_SAMESITE", "Lax")
-    app.config.setdefault("SESSION_COOKIE_HTTPONLY", True)
-    app.config.setdefault("PERMANENT_SESSION_LIFETIME", timedelta(seconds=SESSION_SECONDS))
+    if token is not None and token.get_secret_value() and not app.config.get("SECRET_KEY"):
+        app.config["SECRET_KEY"] = session_key(token.get_secret_value())
+    app.config["SESSION_COOKIE_NAME"] = "dlcsync_session"
+    app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
+    app.config["SESSION_COOKIE_HTTPONLY"] = True
+    app.config["PERMANENT_SESSION_LIFETIME"] = timedelta(seconds=SESSION_SECONDS)
 
 
 def _api_token() -> str:

@@ -22,7 +22,8 @@ import json
 import logging
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -41,7 +42,9 @@ log = structlog.get_logger(__name__)
 CONNECT_TIMEOUT = 2.0
 READ_TIMEOUT = 5.0
 #: Alerts claimed per run.
-BATCH = 50
+BATCH = 20
+#: PostgreSQL advisory lock id of a delivery run (see ``_exclusive_run``).
+RUN_LOCK_ID = 0x646C6373_616C7274  # "dlcs" "alrt"
 #: A run stops starting sends after this long and hands the rest back (well inside the lease).
 RUN_BUDGET = alerts.SEND_LEASE / 2
 #: Apprise schemes whose body is our JSON document, for machines to parse.
@@ -94,6 +97,31 @@ class DeliveryStats:
     released: int = 0
 
 
+@contextmanager
+def _exclusive_run(engine: sa.Engine) -> Iterator[bool]:
+    """At most one delivery run at a time on PostgreSQL (True if this one may go ahead).
+
+    Not for correctness (claims are safe under concurrency) but for fairness: a slow alert
+    endpoint then occupies one worker process at most, never the pool that processes links.
+    The lock is a session lock on a connection held for the run: a killed worker's
+    connection closes and the lock goes with it. SQLite serialises writers anyway.
+    """
+    if engine.dialect.name != "postgresql":
+        yield True
+        return
+    with engine.connect() as conn:
+        got = bool(
+            conn.execute(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": RUN_LOCK_ID}).scalar()
+        )
+        conn.commit()
+        try:
+            yield got
+        finally:
+            if got:
+                conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": RUN_LOCK_ID})
+                conn.commit()
+
+
 def deliver_alerts(
     engine: sa.Engine,
     urls: Sequence[str],
@@ -104,8 +132,27 @@ def deliver_alerts(
     now: Callable[[], datetime] = utcnow,
     rng: random.Random | None = None,
     budget: timedelta = RUN_BUDGET,
+    exclusive: bool = True,
 ) -> DeliveryStats:
     """One delivery run (see the module docstring)."""
+    if not exclusive:
+        return _deliver(engine, urls, send, limit, max_attempts, now, rng, budget)
+    with _exclusive_run(engine) as mine:
+        if not mine:
+            return DeliveryStats()
+        return _deliver(engine, urls, send, limit, max_attempts, now, rng, budget)
+
+
+def _deliver(
+    engine: sa.Engine,
+    urls: Sequence[str],
+    send: Sender,
+    limit: int,
+    max_attempts: int,
+    now: Callable[[], datetime],
+    rng: random.Random | None,
+    budget: timedelta,
+) -> DeliveryStats:
     stats = DeliveryStats()
     with transaction(engine) as session:
         stats.digests = len(alerts.group_pending(session, now=now()))

@@ -14,4 +14,3 @@ def receiver() -> Iterator[Receiver]:
     rec = Receiver().start()
     yield rec
     rec.stop()
-
