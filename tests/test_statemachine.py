@@ -280,7 +280,12 @@ DECIDE_CASES = [
     ),
     ("r1-wh-no-campaign-ok", snap(PR), obs(Signal.LINKED, campaign=None), ("applied", CO)),
     # A webhook observed at the very instant of the request cannot be about it.
-    ("r1-wh-at-request-time", snap(LR, observed=50), obs(Signal.PENDING, at=50), (Verdict.IGNORED,)),
+    (
+        "r1-wh-at-request-time",
+        snap(LR, observed=50),
+        obs(Signal.PENDING, at=50),
+        (Verdict.IGNORED,),
+    ),
     # ---- fresh poll finds the number on another campaign (drift, campaign moves) ------
     (
         "poll-other-campaign-linked",
