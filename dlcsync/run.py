@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -93,6 +94,13 @@ def run(port: int | None, sandbox_port: int, samples: bool, worker_concurrency: 
     if not env.get("API_TOKEN"):
         env["API_TOKEN"] = secrets.token_urlsafe(16)
     logdir = Path("var/log").resolve()
+    if not env.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Multiprocess metrics (web workers + Celery): this run owns every process, so it
+        # starts from an empty directory.
+        metrics_dir = Path("var/metrics").resolve()
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        metrics_dir.mkdir(parents=True)
+        env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     sup = Supervisor(logdir, env)
     settings = Settings()
     use_sandbox = not (settings.plivo_enabled or settings.telnyx_enabled)
@@ -138,6 +146,8 @@ def run(port: int | None, sandbox_port: int, samples: bool, worker_concurrency: 
             "web",
             [
                 str(BIN / "gunicorn"),
+                "--config",
+                "python:webhooks.gunicorn_conf",
                 "webhooks.wsgi:app",
                 "--bind",
                 f"127.0.0.1:{port}",

@@ -55,28 +55,73 @@ def test_webhook_inbox_and_provider_counters_match_what_happened(web_app: Flask)
     before = scrape(client)
 
     # 4 accepted, 1 duplicate, 3 unauthorized, 1 malformed, 1 too large.
-    processing = [n for n in _numbers_in(engine, "TCAMP-B")]
-    for i, number in enumerate(processing + [processing[0]]):
+    processing = _numbers_in(engine, "TCAMP-B")
+    for i, number in enumerate([*processing, processing[0]]):
         body = telnyx_callback(number, "TCAMP-B", "success", f"evt-{i % len(processing)}")
         r = client.post("/webhooks/telnyx", data=body, headers=sign_telnyx(body))
         assert r.status_code == 200
     extra = telnyx_callback(seeded.stuck[0], "TCAMP-A", "success", "evt-extra")
-    assert client.post("/webhooks/telnyx", data=extra, headers=sign_telnyx(extra)).status_code == 200
+    assert (
+        client.post("/webhooks/telnyx", data=extra, headers=sign_telnyx(extra)).status_code == 200
+    )
     for _ in range(3):
-        r = client.post("/webhooks/telnyx", data=extra, headers={"content-type": "application/json"})
+        r = client.post(
+            "/webhooks/telnyx", data=extra, headers={"content-type": "application/json"}
+        )
         assert r.status_code == 401
-    assert client.post("/webhooks/telnyx", data=b"nope", headers=sign_telnyx(b"nope")).status_code == 400
+    assert (
+        client.post("/webhooks/telnyx", data=b"nope", headers=sign_telnyx(b"nope")).status_code
+        == 400
+    )
     big = b"x" * (300 * 1024)
     assert client.post("/webhooks/telnyx", data=big, headers=sign_telnyx(big)).status_code == 413
     assert client.post("/webhooks/plivo", data=b"a=b").status_code == 401
 
     mid = scrape(client)
-    assert delta(before, mid, "dlcsync_webhook_deliveries_total", provider="telnyx", outcome="accepted") == 4
-    assert delta(before, mid, "dlcsync_webhook_deliveries_total", provider="telnyx", outcome="duplicate") == 1
-    assert delta(before, mid, "dlcsync_webhook_deliveries_total", provider="telnyx", outcome="unauthorized") == 3
-    assert delta(before, mid, "dlcsync_webhook_deliveries_total", provider="telnyx", outcome="malformed") == 1
-    assert delta(before, mid, "dlcsync_webhook_deliveries_total", provider="telnyx", outcome="too_large") == 1
-    assert delta(before, mid, "dlcsync_webhook_deliveries_total", provider="plivo", outcome="unauthorized") == 1
+    assert (
+        delta(
+            before, mid, "dlcsync_webhook_deliveries_total", provider="telnyx", outcome="accepted"
+        )
+        == 4
+    )
+    assert (
+        delta(
+            before, mid, "dlcsync_webhook_deliveries_total", provider="telnyx", outcome="duplicate"
+        )
+        == 1
+    )
+    assert (
+        delta(
+            before,
+            mid,
+            "dlcsync_webhook_deliveries_total",
+            provider="telnyx",
+            outcome="unauthorized",
+        )
+        == 3
+    )
+    assert (
+        delta(
+            before, mid, "dlcsync_webhook_deliveries_total", provider="telnyx", outcome="malformed"
+        )
+        == 1
+    )
+    assert (
+        delta(
+            before, mid, "dlcsync_webhook_deliveries_total", provider="telnyx", outcome="too_large"
+        )
+        == 1
+    )
+    assert (
+        delta(
+            before,
+            mid,
+            "dlcsync_webhook_deliveries_total",
+            provider="plivo",
+            outcome="unauthorized",
+        )
+        == 1
+    )
     assert value(mid, "dlcsync_inbox_backlog", provider="telnyx") == 4
 
     # The worker applies them: 4 inbox outcomes, all applied (3 moves to COMPLETED, 1 stuck
@@ -88,7 +133,9 @@ def test_webhook_inbox_and_provider_counters_match_what_happened(web_app: Flask)
     assert Counter(outcomes.values()) == {"applied": 4}
 
     after = scrape(client)
-    assert delta(mid, after, "dlcsync_inbox_outcomes_total", provider="telnyx", outcome="applied") == 4
+    assert (
+        delta(mid, after, "dlcsync_inbox_outcomes_total", provider="telnyx", outcome="applied") == 4
+    )
     assert value(after, "dlcsync_inbox_backlog", provider="telnyx") == 0
     _assert_gauges_match_database(engine, after)
 
