@@ -101,7 +101,14 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> tuple[Any, int]:
         status = exc.code or 400
-        return error(status, (exc.name or "error").lower().replace(" ", "_"), exc.description or "")
+        body, status = error(
+            status, (exc.name or "error").lower().replace(" ", "_"), exc.description or ""
+        )
+        # Keep the headers that belong to the answer (Allow on 405, Retry-After, ...).
+        for name, value in exc.get_headers():
+            if name.lower() != "content-type":
+                body.headers[name] = value
+        return body, status
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> tuple[Any, int]:
