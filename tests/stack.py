@@ -126,12 +126,18 @@ class Stack:
         self.procs[name] = proc
         return proc
 
-    def start_web(self, workers: int = 2, extra: list[str] | None = None) -> Proc:
+    def start_web(
+        self,
+        workers: int = 2,
+        extra: list[str] | None = None,
+        app: str = "webhooks.wsgi:app",
+        name: str = "web",
+    ) -> Proc:
         proc = self.spawn(
-            "web",
+            name,
             [
                 str(BIN / "gunicorn"),
-                "webhooks.wsgi:app",
+                app,
                 "--bind",
                 f"127.0.0.1:{self.web_port}",
                 "--workers",
@@ -150,13 +156,15 @@ class Stack:
         )
         return proc
 
-    def start_worker(self, name: str = "worker", concurrency: int = 2) -> Proc:
+    def start_worker(
+        self, name: str = "worker", concurrency: int = 2, app: str = "worker.main"
+    ) -> Proc:
         proc = self.spawn(
             name,
             [
                 str(BIN / "celery"),
                 "-A",
-                "worker.main",
+                app,
                 "worker",
                 "--loglevel",
                 "INFO",

@@ -233,3 +233,19 @@ def test_unlink_then_number_disappears(
     rec.run_once()
     assert {state(engine, p, N1).state for p in ("plivo", "telnyx")} == {"UNLINKED"}
     assert sandbox.numbers() == []
+
+
+def test_a_resent_request_the_provider_already_has_is_not_a_failure(
+    engine: sa.Engine, sandbox: SandboxHandle, clock: Clock
+) -> None:
+    """We crashed after Plivo accepted N1 and before recording it: resending is refused
+    ("already requested"), and that refusal of the whole batch must not fail N2 either."""
+    cl = clients(sandbox)
+    cl["plivo"].link("CAMP1", [N1])
+    rec = reconciler(engine, cl, clock)
+    request(engine, clock, "plivo", N1, "CAMP1")
+    request(engine, clock, "plivo", N2, "CAMP1")
+    rec.run_once()
+    assert {state(engine, "plivo", n).state for n in (N1, N2)} == {"PROCESSING"}
+    with Session(engine) as s:
+        assert s.exec(select(Alert)).all() == []

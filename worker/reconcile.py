@@ -14,6 +14,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 
 import sqlalchemy as sa
 import structlog
@@ -187,7 +188,9 @@ class Reconciler:
             )
         except ProviderError as exc:
             stats.requests_sent += 1
-            self._on_error(claim, exc, stats, request=True)
+            retry_after = exc.retry_after if isinstance(exc, TemporaryProviderError) else None
+            # Still unknown whether the earlier request arrived: keep checking first.
+            self._retry_later(claim, str(exc), retry_after, stats, True, timed_out=True)
             return True
         if claim.state is State.LINK_REQUESTED and status.signal is not None:
             return self._apply_status(claim, status, stats, source=Source.POLL)
@@ -200,9 +203,14 @@ class Reconciler:
         try:
             stats.requests_sent += 1
             statuses = {s.number: s for s in client.link(claims[0].campaign_id, numbers)}
-        except NotLinked as exc:  # not meaningful for a link; treat as permanent
+        except PermanentProviderError as exc:
+            if isinstance(exc, CredentialsRejected) or len(claims) == 1:
+                for claim in claims:
+                    self._on_error(claim, exc, stats, request=True)
+                return
+            # One bad number refuses the whole request: send them one by one to find it.
             for claim in claims:
-                self._fail(claim, str(exc), stats)
+                self._call(claim, stats, partial(client.link, claim.campaign_id, [claim.number]))
             return
         except ProviderError as exc:
             for claim in claims:
@@ -337,6 +345,31 @@ class Reconciler:
         )
         self._apply_status(claim, status, stats, source=Source.SYSTEM)
 
+    def _confirm_rejection(self, claim: Claim, exc: ProviderError, stats: Stats) -> None:
+        """A request was refused. If the provider already has what we asked for (our earlier
+        request arrived, and we crashed before recording it), that is not a failure."""
+        client = self.clients[claim.provider]
+        unlinking = claim.state is State.UNLINK_REQUESTED
+        try:
+            stats.requests_sent += 1
+            status: NumberStatus | None = client.get(claim.campaign_id, claim.number)
+        except NotLinked:
+            status = None
+        except ProviderError:
+            status = None  # cannot tell: the refusal stands
+        if unlinking and status is None:
+            self._apply_status(claim, _not_linked(claim, Direction.UNLINK), stats, Source.POLL)
+        elif (
+            not unlinking
+            and status is not None
+            and status.signal in (Signal.PENDING, Signal.LINKED)
+            and status.direction is not Direction.UNLINK
+            and status.campaign_id in (None, claim.campaign_id)
+        ):
+            self._apply_status(claim, status, stats, source=Source.POLL)
+        else:
+            self._fail(claim, f"{exc}" + (f" (code {exc.code})" if exc.code else ""), stats)
+
     def _on_error(self, claim: Claim, exc: ProviderError, stats: Stats, *, request: bool) -> None:
         stats.errors += 1
         if isinstance(exc, CredentialsRejected):
@@ -349,7 +382,7 @@ class Reconciler:
                     payload={"provider": claim.provider},
                 )
         elif isinstance(exc, PermanentProviderError) and request:
-            self._fail(claim, f"{exc}" + (f" (code {exc.code})" if exc.code else ""), stats)
+            self._confirm_rejection(claim, exc, stats)
             return
         retry_after = exc.retry_after if isinstance(exc, TemporaryProviderError) else None
         timed_out = isinstance(exc, TemporaryProviderError) and exc.timed_out
