@@ -25,6 +25,10 @@ PG_ADMIN_URL = os.environ.get(
 )
 REDIS_URL = os.environ.get("DLCSYNC_BENCH_REDIS", "redis://127.0.0.1:6379/14")
 RESULTS = ROOT / "bench" / "results"
+BASELINE_TABLE_DDL = (
+    "CREATE TABLE IF NOT EXISTS bench_ingest (id bigserial PRIMARY KEY, body bytea NOT NULL,"
+    " received_at timestamptz NOT NULL DEFAULT now())"
+)
 
 
 @dataclass

@@ -5,8 +5,8 @@ Prometheus multiprocess mode (see :mod:`dlcsync.metrics`): the master sets
 same host) before any worker imports ``prometheus_client``, and ``child_exit`` tells the
 library a worker is gone so its live gauges stop counting. Counters of exited workers stay.
 
-Only the environment is touched at import; the command line still sets bind, workers and
-timeouts (the Procfile).
+At import this only sets the variable and creates the directory; the command line still sets
+bind, workers and timeouts (the Procfile).
 """
 
 from __future__ import annotations

@@ -72,8 +72,10 @@ def _after_task(**_: object) -> None:
 
 
 def make_app() -> Celery:
-    from dlcsync.logs import configure_logging
+    from dlcsync.logs import bind_celery_task_ids, configure_logging
     from dlcsync.settings import Settings
 
     configure_logging()
-    return register(create_celery(Settings()))
+    app = register(create_celery(Settings()))
+    bind_celery_task_ids(app)
+    return app

@@ -61,6 +61,20 @@ def states(db: sa.Engine, numbers: list[str]) -> dict[str, str]:
     return {link.number: link.state for link in links}
 
 
+def alert_rows(db: sa.Engine) -> str:
+    with Session(db) as s:
+        rows = s.exec(select(Alert).order_by(col(Alert.id))).all()
+        activity = s.execute(
+            sa.text("SELECT pid, state, wait_event_type, wait_event, left(query, 120) "
+                    "FROM pg_stat_activity WHERE datname = current_database()")
+        ).all()
+    return "\n".join(str(a) for a in activity) + "\n" + "\n".join(
+        f"{a.id} {a.kind} {a.number} {a.state} attempts={a.attempts} next={a.next_attempt_at} "
+        f"error={a.last_error}"
+        for a in rows
+    )
+
+
 def received(receiver: Receiver) -> Counter[str]:
     return Counter(n for p in receiver.accepted() for n in p.doc["numbers"])
 
@@ -100,7 +114,9 @@ def test_every_failed_link_is_alerted_once_even_across_a_worker_kill(
     receiver.hang = 0.0
     stack.start_worker(concurrency=2)
     wait_for(
-        lambda: set(received(receiver)) >= set(second), 90, f"alerts after kill\n{stack.logs()}"
+        lambda: set(received(receiver)) >= set(second),
+        90,
+        f"alerts after kill\n{stack.logs()}\n{alert_rows(db)}",
     )
     got = received(receiver)
     missing = [n for n in first + second if got[n] == 0]

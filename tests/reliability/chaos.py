@@ -167,7 +167,9 @@ class RelStack(Stack):
             ready=b"listening on",
         )
         wait_for(
-            lambda: self.sandbox("GET", "health")["ok"], 30, f"sandbox\n{self.procs['sandbox'].tail()}"
+            lambda: self.sandbox("GET", "health")["ok"],
+            30,
+            f"sandbox\n{self.procs['sandbox'].tail()}",
         )
         self.env |= self.sandbox("GET", "env")
         # Only the sandbox is not restarted: its state is in memory (the carrier's truth).
@@ -523,10 +525,12 @@ def start_redis(port: int = REDIS_PORT) -> None:
         timeout=30,
     )
     wait_for(
-        lambda: subprocess.run(
-            ["redis-cli", "-p", str(port), "ping"], capture_output=True, timeout=5
-        ).returncode
-        == 0,
+        lambda: (
+            subprocess.run(
+                ["redis-cli", "-p", str(port), "ping"], capture_output=True, timeout=5
+            ).returncode
+            == 0
+        ),
         20,
         "redis back",
     )

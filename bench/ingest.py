@@ -1,0 +1,176 @@
+"""1. Webhook ingest: signed Telnyx callbacks through gunicorn into PostgreSQL (+ Redis enqueue),
+against a bare Flask handler doing one INSERT (bench/baseline_app.py) under the same gunicorn
+settings, in the same run.
+
+Throughput: closed loop (wrk, cycling through pre-signed bodies). Latency: open loop at 80 % of
+the baseline's throughput (asyncio generator, latency from the scheduled send time).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import redis
+import sqlalchemy as sa
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from bench import loadgen
+from bench.common import BASELINE_TABLE_DDL, REDIS_URL, Figure, RssSampler, group_hwm_mb, log
+from tests.stack import Stack
+
+WEB_WORKERS = 2
+CONNECTIONS = 8
+
+
+class Signer:
+    def __init__(self) -> None:
+        self.key = Ed25519PrivateKey.from_private_bytes(os.urandom(32))
+        raw = self.key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        self.public_key = base64.b64encode(raw).decode()
+
+    def requests(self, n: int, tag: str) -> list[loadgen.Req]:
+        """``n`` distinct, freshly signed deliveries (telnyx-timestamp must be within 300 s)."""
+        ts = str(int(time.time()))
+        at = datetime.now(UTC).isoformat()
+        out = []
+        for i in range(n):
+            number = f"+1202{(i % 10_000_000):07d}"
+            body = json.dumps(
+                {
+                    "data": {
+                        "event_type": "10dlc.phone_number.update",
+                        "id": f"{tag}-{uuid.uuid4()}",
+                        "occurred_at": at,
+                        "payload": {
+                            "campaignId": f"CBENCH{i % 500:04d}",
+                            "phoneNumber": number,
+                            "status": "success",
+                            "type": "ASSIGNMENT",
+                            "reasons": [],
+                        },
+                        "record_type": "event",
+                    },
+                    "meta": {"attempt": 1},
+                },
+                separators=(",", ":"),
+            ).encode()
+            sig = base64.b64encode(self.key.sign(ts.encode() + b"|" + body)).decode()
+            headers = {
+                "content-type": "application/json",
+                "telnyx-timestamp": ts,
+                "telnyx-signature-ed25519": sig,
+            }
+            out.append(loadgen.Req("/webhooks/telnyx", headers, body))
+        return out
+
+
+def _measure(
+    stack: Stack, signer: Signer, seconds: float, rate: float | None, tag: str
+) -> tuple[loadgen.Result, loadgen.Result | None]:
+    url = stack.web_url
+    loadgen.closed_loop(url, signer.requests(2000, tag + "w"), 3, CONNECTIONS)  # warm up
+    n = int(seconds * 4000)  # more than either server can take: no body repeats
+    closed = loadgen.closed_loop(url, signer.requests(n, tag + "c"), seconds, CONNECTIONS)
+    log(f"  {tag}: closed loop {closed.summary()}")
+    opened = None
+    if rate:
+        opened = loadgen.open_loop(url, signer.requests(int(rate * seconds) + 10, tag + "o"), rate, seconds)
+        log(f"  {tag}: open loop {opened.summary()}")
+    return closed, opened
+
+
+def run(database_url: str, workdir: Path, quick: bool) -> tuple[list[Figure], dict[str, Any]]:
+    seconds = 8.0 if quick else 30.0
+    signer = Signer()
+    redis.Redis.from_url(REDIS_URL).flushdb()
+    engine = sa.create_engine(database_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text(BASELINE_TABLE_DDL))
+    env = {
+        "DATABASE_URL": database_url,
+        "REDIS_URL": REDIS_URL,
+        "TELNYX_PUBLIC_KEY": signer.public_key,
+        "API_TOKEN": "bench-token",
+        "PROMETHEUS_MULTIPROC_DIR": str(workdir / "metrics"),
+    }
+    (workdir / "metrics").mkdir(parents=True, exist_ok=True)
+    extra: dict[str, Any] = {}
+
+    # Baseline: bare Flask + one INSERT, same gunicorn settings.
+    base = Stack.create(workdir / "baseline", env)
+    try:
+        base.start_web(workers=WEB_WORKERS, app="bench.baseline_app:app", name="baseline")
+        b_closed, _ = _measure(base, signer, seconds, None, "baseline")
+        rate = 0.8 * b_closed.rps
+        b_open = loadgen.open_loop(
+            base.web_url, signer.requests(int(rate * seconds) + 10, "bo"), rate, seconds
+        )
+        log(f"  baseline: open loop {b_open.summary()}")
+    finally:
+        base.stop()
+
+    # dlcsync: the real web process.
+    dl = Stack.create(workdir / "dlcsync-web", env)
+    try:
+        web = dl.start_web(workers=WEB_WORKERS)
+        with RssSampler({"web": web.pid}, step=0.5) as rss:
+            d_closed, d_open = _measure(dl, signer, seconds, rate, "dlcsync")
+        extra["web_peak_rss_mb"] = rss.peak("web")
+        extra["web_hwm_mb"] = group_hwm_mb(web.pid)
+    finally:
+        dl.stop()
+    with engine.connect() as conn:
+        stored = conn.execute(sa.text("SELECT count(*) FROM inbox")).scalar_one()
+        queued = redis.Redis.from_url(REDIS_URL).llen("dlcsync")
+    engine.dispose()
+    assert d_open is not None
+    ratio = d_closed.rps / b_closed.rps if b_closed.rps else 0.0
+    p99 = loadgen.percentile(d_open.latencies_ms, 99)
+    p50 = loadgen.percentile(d_open.latencies_ms, 50)
+    detail = {
+        "baseline_closed": b_closed.summary(),
+        "baseline_open": b_open.summary(),
+        "dlcsync_closed": d_closed.summary(),
+        "dlcsync_open": d_open.summary(),
+        "inbox_rows_stored": stored,
+        "tasks_enqueued": queued,
+        "gunicorn_workers": WEB_WORKERS,
+        "load_generator": d_closed.tool + " (throughput); " + d_open.tool + " (latency)",
+    }
+    figures = [
+        Figure(
+            "ingest throughput ratio",
+            ratio,
+            "x",
+            ">= 0.8",
+            ratio >= 0.8,
+            f"bare Flask+INSERT {b_closed.rps:.0f}/s; dlcsync {d_closed.rps:.0f}/s",
+            detail,
+        ),
+        Figure(
+            "ingest p99 @80% baseline rate",
+            p99,
+            "ms",
+            "< 50 ms",
+            p99 < 50 and d_open.errors == 0,
+            f"{rate:.0f}/s; baseline p99 {loadgen.percentile(b_open.latencies_ms, 99):.1f} ms",
+            {"p50_ms": p50, "errors": d_open.errors},
+        ),
+        Figure(
+            "ingest p50 @80% baseline rate",
+            p50,
+            "ms",
+            "-",
+            None,
+            f"baseline p50 {loadgen.percentile(b_open.latencies_ms, 50):.1f} ms",
+        ),
+    ]
+    return figures, extra
