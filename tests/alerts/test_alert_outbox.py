@@ -250,3 +250,19 @@ def test_every_kind_says_what_when_why_and_what_next(kind: AlertKind) -> None:
         assert needle in message.text
     assert message.doc["kind"] == kind.value and message.doc["numbers"] == ["+12025550100"]
     assert message.doc["provider"] == "telnyx" and message.doc["campaign_id"] == "CAMPX"
+
+
+def test_only_one_delivery_run_at_a_time_on_postgres(pg_url: str, receiver: Receiver) -> None:
+    from models.db import make_engine
+    from worker.alerting import RUN_LOCK_ID
+
+    engine = make_engine(pg_url)
+    try:
+        fail_links(engine, [number(1)])
+        with engine.connect() as other:  # another worker's run holds the lock
+            other.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": RUN_LOCK_ID})
+            assert deliver_alerts(engine, [receiver.url()]).sent == 0
+            other.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": RUN_LOCK_ID})
+        assert deliver_alerts(engine, [receiver.url()]).sent == 1
+    finally:
+        engine.dispose()

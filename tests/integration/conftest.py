@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,19 +14,53 @@ import sqlalchemy as sa
 
 from dlcsync.sandbox import SandboxHandle, start_sandbox
 from models.db import make_engine
-from tests.stack import Stack
+from tests.stack import Stack, free_port, wait_for
 
 pytestmark = pytest.mark.integration
 
 
+#: Private Redis servers by port (a test may stop one and start another on the same port).
+REDIS_SERVERS: dict[int, subprocess.Popen[bytes]] = {}
+
+
+def start_redis(port: int) -> subprocess.Popen[bytes]:
+    """A Redis server of this test's own (no persistence, like production's broker)."""
+    proc = subprocess.Popen(
+        [
+            "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            tempfile.gettempdir(),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    REDIS_SERVERS[port] = proc
+    wait_for(lambda: redis.Redis(port=port).ping(), 10, f"redis-server on {port}")
+    return proc
+
+
 @pytest.fixture
 def fresh_redis(redis_url: str) -> Iterator[str]:
-    """A Redis database of its own, emptied before and after."""
-    client = redis.Redis.from_url(redis_url)
-    client.flushdb()
-    yield redis_url
-    client.flushdb()
-    client.close()
+    """A private Redis server, so tests that stop Redis disturb nothing else.
+
+    Depends on ``redis_url`` so that, like every Redis test, it fails in CI without Redis.
+    """
+    port = free_port()
+    start_redis(port)
+    yield f"redis://127.0.0.1:{port}/0"
+    proc = REDIS_SERVERS.pop(port)
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait(5)
 
 
 @pytest.fixture

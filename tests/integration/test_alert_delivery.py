@@ -65,13 +65,19 @@ def alert_rows(db: sa.Engine) -> str:
     with Session(db) as s:
         rows = s.exec(select(Alert).order_by(col(Alert.id))).all()
         activity = s.execute(
-            sa.text("SELECT pid, state, wait_event_type, wait_event, left(query, 120) "
-                    "FROM pg_stat_activity WHERE datname = current_database()")
+            sa.text(
+                "SELECT pid, state, wait_event_type, wait_event, left(query, 120) "
+                "FROM pg_stat_activity WHERE datname = current_database()"
+            )
         ).all()
-    return "\n".join(str(a) for a in activity) + "\n" + "\n".join(
-        f"{a.id} {a.kind} {a.number} {a.state} attempts={a.attempts} next={a.next_attempt_at} "
-        f"error={a.last_error}"
-        for a in rows
+    return (
+        "\n".join(str(a) for a in activity)
+        + "\n"
+        + "\n".join(
+            f"{a.id} {a.kind} {a.number} {a.state} attempts={a.attempts} next={a.next_attempt_at} "
+            f"error={a.last_error}"
+            for a in rows
+        )
     )
 
 
@@ -93,9 +99,7 @@ def test_every_failed_link_is_alerted_once_even_across_a_worker_kill(
     start(stack, receiver.url("hooks/dlcsync"))
     first = [n for ns in plan_for(1).values() for n in ns]
     request(db, plan_for(1))
-    wait_for(
-        lambda: set(states(db, first).values()) == {"FAILED"}, 60, f"failed\n{stack.logs()}"
-    )
+    wait_for(lambda: set(states(db, first).values()) == {"FAILED"}, 60, f"failed\n{stack.logs()}")
     wait_for(lambda: set(received(receiver)) == set(first), 60, f"alerts\n{stack.logs()}")
     got = received(receiver)
     assert all(got[n] == 1 for n in first), got
@@ -144,8 +148,9 @@ def test_an_unreachable_endpoint_is_retried_and_never_blocks_links(
     numbers = [n for ns in plan.values() for n in ns]
     request(db, plan)
     wait_for(
-        lambda: set(states(db, numbers).values()) <= FINAL
-        and len(states(db, numbers)) == len(numbers),
+        lambda: (
+            set(states(db, numbers).values()) <= FINAL and len(states(db, numbers)) == len(numbers)
+        ),
         60,
         f"links final while alerts cannot be delivered\n{stack.logs()}",
     )

@@ -256,13 +256,13 @@ def test_postgres_down_answers_503_fast_then_resent_deliveries_apply(
 
 
 def test_redis_down_still_accepts_and_sweeper_applies_later(
-    running: Stack, db: sa.Engine, redis_url: str
+    running: Stack, db: sa.Engine, fresh_redis: str
 ) -> None:
     number = "+12025550161"
     with transaction(db) as s:
         request_link_of(s, "telnyx", number, "C9", source=Source.API)
     running.procs["worker"].stop()
-    port = int(redis_url.rsplit(":", 1)[1].split("/")[0])
+    port = int(fresh_redis.rsplit(":", 1)[1].split("/")[0])
     subprocess.run(["redis-cli", "-p", str(port), "shutdown", "nosave"], check=False)
     try:
         body = json.dumps(
@@ -356,32 +356,6 @@ def _pg_up(db: sa.Engine) -> bool:
 
 
 def _start_redis(port: int) -> None:
-    subprocess.run(
-        [
-            "redis-server",
-            "--daemonize",
-            "yes",
-            "--bind",
-            "127.0.0.1",
-            "-::1",
-            "--port",
-            str(port),
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            "/var/lib/redis",
-            "--logfile",
-            "/var/log/redis/ci.log",
-        ],
-        check=True,
-    )
-    wait_for(
-        lambda: (
-            subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True).returncode
-            == 0
-        ),
-        20,
-        "redis back",
-    )
+    from tests.integration.conftest import start_redis
+
+    start_redis(port)  # the fixture stops it at the end of the test

@@ -472,6 +472,12 @@ class Chaos:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        if self.times is not None:  # a fixed number of actions: let them all happen
+            deadline = time.monotonic() + 120
+            while self._thread.is_alive() and self.done < self.times:
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.2)
         self._stop.set()
         self._thread.join(120)
 

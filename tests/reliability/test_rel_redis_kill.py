@@ -13,7 +13,7 @@ pytestmark = MARKS
 
 def test_storm_with_redis_sigkilled_three_times(scenario: Callable[..., dict[str, Any]]) -> None:
     report = scenario(
-        "redis_sigkill", chaos=lambda st: [Chaos(kill_redis(down_for=1.0), every=3.0, times=3)]
+        "redis_sigkill", chaos=lambda st: [Chaos(kill_redis(down_for=0.5), every=2.0, times=3)]
     )
     assert report["problems"] == []
     assert report["chaos_actions"] == [3]
