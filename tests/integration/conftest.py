@@ -2,65 +2,33 @@
 
 from __future__ import annotations
 
-import subprocess
-import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
 import sqlalchemy as sa
 
 from dlcsync.sandbox import SandboxHandle, start_sandbox
 from models.db import make_engine
-from tests.stack import Stack, free_port, wait_for
+from tests.stack import RedisServer, Stack
 
 pytestmark = pytest.mark.integration
 
 
-#: Private Redis servers by port (a test may stop one and start another on the same port).
-REDIS_SERVERS: dict[int, subprocess.Popen[bytes]] = {}
-
-
-def start_redis(port: int) -> subprocess.Popen[bytes]:
-    """A Redis server of this test's own (no persistence, like production's broker)."""
-    proc = subprocess.Popen(
-        [
-            "redis-server",
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            tempfile.gettempdir(),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    REDIS_SERVERS[port] = proc
-    wait_for(lambda: redis.Redis(port=port).ping(), 10, f"redis-server on {port}")
-    return proc
+@pytest.fixture
+def redis_server(redis_url: str) -> Iterator[RedisServer]:
+    """A private Redis server. Depends on ``redis_url`` so that, like every Redis test, it
+    fails in CI when Redis is missing."""
+    server = RedisServer()
+    server.start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture
-def fresh_redis(redis_url: str) -> Iterator[str]:
-    """A private Redis server, so tests that stop Redis disturb nothing else.
-
-    Depends on ``redis_url`` so that, like every Redis test, it fails in CI without Redis.
-    """
-    port = free_port()
-    start_redis(port)
-    yield f"redis://127.0.0.1:{port}/0"
-    proc = REDIS_SERVERS.pop(port)
-    if proc.poll() is None:
-        proc.kill()
-    proc.wait(5)
+def fresh_redis(redis_server: RedisServer) -> str:
+    return redis_server.url
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from models.links import apply_observation, request_link_of
 from models.statemachine import Observation, Signal, Source
 from models.tables import InboxItem, Link, LinkEvent
 from providers.registry import build_clients
-from tests.stack import Stack, wait_for
+from tests.stack import RedisServer, Stack, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -256,14 +256,13 @@ def test_postgres_down_answers_503_fast_then_resent_deliveries_apply(
 
 
 def test_redis_down_still_accepts_and_sweeper_applies_later(
-    running: Stack, db: sa.Engine, fresh_redis: str
+    running: Stack, db: sa.Engine, redis_server: RedisServer
 ) -> None:
     number = "+12025550161"
     with transaction(db) as s:
         request_link_of(s, "telnyx", number, "C9", source=Source.API)
     running.procs["worker"].stop()
-    port = int(fresh_redis.rsplit(":", 1)[1].split("/")[0])
-    subprocess.run(["redis-cli", "-p", str(port), "shutdown", "nosave"], check=False)
+    redis_server.stop()
     try:
         body = json.dumps(
             telnyx_event(number, "C9", "ASSIGNMENT", "success", datetime.now(UTC))
@@ -277,7 +276,7 @@ def test_redis_down_still_accepts_and_sweeper_applies_later(
         assert r.status_code == 200, r.text
         assert httpx.get(f"{running.web_url}/readyz").status_code == 503
     finally:
-        _start_redis(port)
+        redis_server.start()
     assert [i.outcome for i in inbox(db)] == [None]
     running.start_worker()
     running.start_beat()
@@ -353,9 +352,3 @@ def _pg_up(db: sa.Engine) -> bool:
     with db.connect() as conn:
         conn.execute(sa.text("SELECT 1"))
     return True
-
-
-def _start_redis(port: int) -> None:
-    from tests.integration.conftest import start_redis
-
-    start_redis(port)  # the fixture stops it at the end of the test
