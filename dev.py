@@ -45,6 +45,7 @@ def test(extra: list[str]) -> None:
     setup()
     sh(BIN / "ruff", "check", ".")
     sh(BIN / "mypy", "models", "providers", "webhooks", "worker", "dlcsync")
+    sh(BIN / "lint-imports")
     sh(BIN / "python", "-m", "pytest", *extra)
 
 
