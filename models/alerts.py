@@ -120,7 +120,7 @@ def raise_alert(
         "next_attempt_at": now,
         "created_at": now,
     }
-    return insert_ignoring_conflicts(session, Alert, values)
+    return insert_ignoring_conflicts(session, Alert, values) is not None
 
 
 # --- stuck detection ---------------------------------------------------------------------

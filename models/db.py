@@ -84,8 +84,9 @@ def transaction(engine: sa.Engine) -> Iterator[Session]:
             raise
 
 
-def insert_ignoring_conflicts(session: Session, table: Any, values: dict[str, Any]) -> bool:
-    """INSERT ... ON CONFLICT DO NOTHING on PostgreSQL and SQLite. True if a row went in."""
+def insert_ignoring_conflicts(session: Session, table: Any, values: dict[str, Any]) -> int | None:
+    """INSERT ... ON CONFLICT DO NOTHING on PostgreSQL and SQLite: the new row's id, or None
+    when the row existed. One round trip."""
     if session.get_bind().dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as pg_insert
 
@@ -95,4 +96,5 @@ def insert_ignoring_conflicts(session: Session, table: Any, values: dict[str, An
 
         stmt = sqlite_insert(table).values(**values).on_conflict_do_nothing()
     # RETURNING, not rowcount: the ORM-enabled insert path does not report a rowcount.
-    return session.execute(stmt.returning(table.id)).first() is not None
+    row = session.execute(stmt.returning(table.id)).first()
+    return None if row is None else int(row[0])

@@ -41,7 +41,7 @@ def store_delivery(
 ) -> Stored:
     """Insert a delivery, or count it as a duplicate of the stored one."""
     now = now or utcnow()
-    inserted = insert_ignoring_conflicts(
+    new_id = insert_ignoring_conflicts(
         session,
         InboxItem,
         {
@@ -54,17 +54,17 @@ def store_delivery(
             "attempts": 0,
         },
     )
+    if new_id is not None:
+        return Stored(new_id, True)
     key = (col(InboxItem.provider) == provider, col(InboxItem.dedupe_key) == dedupe_key[:255])
-    if not inserted:
-        session.execute(
-            sa.update(InboxItem)
-            .where(*key)
-            .values(duplicate_deliveries=col(InboxItem.duplicate_deliveries) + 1)
-            .execution_options(synchronize_session=False)
-        )
-    row_id = session.exec(select(InboxItem.id).where(*key)).one()
-    assert row_id is not None
-    return Stored(row_id, inserted)
+    row_id = session.execute(
+        sa.update(InboxItem)
+        .where(*key)
+        .values(duplicate_deliveries=col(InboxItem.duplicate_deliveries) + 1)
+        .returning(col(InboxItem.id))
+        .execution_options(synchronize_session=False)
+    ).scalar_one()
+    return Stored(int(row_id), False)
 
 
 def lock_unprocessed(session: Session, inbox_id: int) -> InboxItem | None:

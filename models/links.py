@@ -208,7 +208,7 @@ def _insert_if_missing(
         "created_at": now,
         "updated_at": now,
     }
-    return insert_ignoring_conflicts(session, Link, values)
+    return insert_ignoring_conflicts(session, Link, values) is not None
 
 
 def request_link_of(

@@ -15,6 +15,8 @@ from dlcsync.logs import bind_request_id, request_id_from
 from dlcsync.settings import Settings
 from models.db import make_engine
 from providers.base import CallbackHandler
+from webhooks.publisher import BatchPublisher
+from worker.celery_app import PROCESS_INBOX
 
 #: DESIGN §4: bodies over 256 KiB get 413.
 MAX_BODY_BYTES = 256 * 1024
@@ -33,6 +35,8 @@ class Services:
     enqueue: Callable[..., None]
     #: Raises when the broker is unreachable (for /readyz).
     broker_ping: Callable[[], None]
+    #: Hands committed inbox ids to the worker, batched, off the request path.
+    publisher: BatchPublisher
 
 
 def services() -> Services:
@@ -67,12 +71,17 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
         overrides.setdefault("enqueue", _enqueue)
         overrides.setdefault("broker_ping", _ping)
 
+    enqueue_fn: Callable[..., None] = overrides.pop("enqueue")
     app.extensions["dlcsync"] = Services(
         settings=settings,
-        engine=overrides.pop("engine", None) or make_engine(settings.database_url),
+        # No pre-ping per checkout: a dead connection fails the request with a 503 (the
+        # provider retries) and the pool replaces it; the ping cost a round trip per webhook.
+        engine=overrides.pop("engine", None)
+        or make_engine(settings.database_url, pool_pre_ping=False),
         handlers=overrides.pop("handlers", None) or build_callback_handlers(settings),
-        enqueue=overrides.pop("enqueue"),
+        enqueue=enqueue_fn,
         broker_ping=overrides.pop("broker_ping"),
+        publisher=BatchPublisher(lambda ids: enqueue_fn(PROCESS_INBOX, ids)),
     )
 
     from webhooks.api import bp as api_bp

@@ -19,7 +19,6 @@ from models.db import transaction
 from models.inbox import store_delivery
 from providers.base import CallbackParseError, CallbackRequest, VerificationError
 from webhooks.app import MAX_BODY_BYTES, error, services
-from worker.celery_app import PROCESS_INBOX
 
 bp = Blueprint("intake", __name__)
 log = structlog.get_logger(__name__)
@@ -100,8 +99,5 @@ def receive(provider: str) -> tuple[Any, int]:
 
     crashpoints.reach("inbox.after_commit")
     if stored.new:
-        try:
-            svc.enqueue(PROCESS_INBOX, [stored.id])
-        except Exception as exc:  # broker down: the row is durable, the sweeper enqueues it
-            log.warning("enqueue failed", inbox_id=stored.id, error=str(exc))
+        svc.publisher.submit(stored.id)
     return {"status": "accepted", "inbox_id": stored.id, "duplicate": not stored.new}, 200
