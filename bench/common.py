@@ -70,7 +70,9 @@ def admin_engine() -> sa.Engine:
 def database_exists(name: str) -> bool:
     with admin_engine().connect() as conn:
         return bool(
-            conn.execute(sa.text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}).first()
+            conn.execute(
+                sa.text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}
+            ).first()
         )
 
 

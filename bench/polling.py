@@ -22,7 +22,7 @@ from dlcsync.settings import Settings
 from models.polling import Cadence
 from providers.registry import build_clients
 from worker.ratelimit import LocalRateLimiter
-from worker.reconcile import Reconciler, until_quiet
+from worker.reconcile import LIST_PAGE_SIZE, Reconciler, until_quiet
 
 LATENCY = 0.05
 RATES = {"plivo": 50.0, "telnyx": 15.0}  # under the sandbox's limits (60/s, 20/s)
@@ -57,17 +57,35 @@ def run(database_url: str, workdir: Path, quick: bool) -> tuple[list[Figure], di
     engine = sa.create_engine(database_url)
     with engine.begin() as conn:
         raw = conn.connection.driver_connection
-        with raw.cursor() as cur, cur.copy(  # type: ignore[union-attr]
-            "COPY links (provider, number, campaign_id, state, generation, direction, drift,"
-            " observed_at, generation_started_at, next_poll_at, poll_attempts, request_attempts,"
-            " needs_check, created_at, updated_at) FROM STDIN"
-        ) as copy:
+        with (
+            raw.cursor() as cur,
+            cur.copy(  # type: ignore[union-attr]
+                "COPY links (provider, number, campaign_id, state, generation, direction,"
+                " drift, observed_at, generation_started_at, next_poll_at, poll_attempts,"
+                " request_attempts, needs_check, created_at, updated_at) FROM STDIN"
+            ) as copy,
+        ):
             t = now - timedelta(hours=1)
             for provider, number, campaign, c in rows:
                 due = now - timedelta(seconds=n_campaigns - c)  # a campaign's numbers together
                 copy.write_row(
-                    (provider, number, campaign, "PROCESSING", 1, "link", False, t, t, due, 0, 0,
-                     False, t, t)
+                    (
+                        provider,
+                        number,
+                        campaign,
+                        "PROCESSING",
+                        1,
+                        "link",
+                        False,
+                        t,
+                        t,
+                        due,
+                        0,
+                        0,
+                        False,
+                        t,
+                        t,
+                    )
                 )
         conn.execute(sa.text("ANALYZE links"))
     sandbox = start_sandbox(
@@ -106,9 +124,7 @@ def run(database_url: str, workdir: Path, quick: bool) -> tuple[list[Figure], di
         )
     engine.dispose()
     requests = {p: after.get(p, 0) - before.get(p, 0) for p in after}
-    per_provider_numbers = {
-        p: sum(1 for r in rows if r[0] == p) for p in ("plivo", "telnyx")
-    }
+    per_provider_numbers = {p: sum(1 for r in rows if r[0] == p) for p in ("plivo", "telnyx")}
     converged = states.get("COMPLETED", 0)
     total_req = sum(requests.values())
     per_number = total_req / max(converged, 1)
@@ -143,6 +159,17 @@ def run(database_url: str, workdir: Path, quick: bool) -> tuple[list[Figure], di
             per_number <= 0.05 and converged == n_links,
             f"{n_links} links, {n_campaigns} campaigns; per-number GET = 1.0",
             detail,
+        ),
+        *(
+            Figure(
+                f"polling requests per number, {p}",
+                requests.get(p, 0) / per_provider_numbers[p],
+                "req",
+                "<= 0.05",
+                requests.get(p, 0) / per_provider_numbers[p] <= 0.05,
+                f"page size {LIST_PAGE_SIZE[p]}; {n_links // n_campaigns} due per campaign",
+            )
+            for p in ("plivo", "telnyx")
         ),
         Figure(
             "polling time to converge",
