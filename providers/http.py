@@ -271,7 +271,7 @@ def error_text(response: httpx.Response) -> str:
         text = response.content.decode("utf-8", errors="replace")
     except httpx.HTTPError:
         return ""
-    text = " ".join(text.split())
+    text = " ".join("".join(c if c.isprintable() else " " for c in text).split())
     return text[:_MAX_ERROR_TEXT]
 
 

@@ -7,8 +7,8 @@
 - :class:`Storm` turns the sandbox's truth into signed Telnyx and Plivo callbacks, delivers
   each one 1-5 times in shuffled order from many threads, retries every non-2xx like a
   provider does, and records every answer with the delivery's dedupe key (for the oracle).
-- Chaos actions: kill the worker every few seconds, SIGKILL Redis (found by the pid it
-  reports), stop PostgreSQL for a while, restart web and worker gracefully.
+- Chaos actions: kill the worker every few seconds, SIGKILL the scenario's private Redis
+  (found by the pid it reports), stop PostgreSQL for a while, restart web and worker gracefully.
 """
 
 from __future__ import annotations
@@ -37,10 +37,7 @@ import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from providers.plivo import compute_signature_v3
-from tests.stack import BIN, Proc, Stack, free_port, wait_for
-
-REDIS_PORT = 6379
-
+from tests.stack import BIN, Proc, RedisServer, Stack, free_port, wait_for
 
 # --- the stack --------------------------------------------------------------------------
 
@@ -450,8 +447,10 @@ class Storm:
 class Chaos:
     """Background actions during the storm; ``with Chaos(action, every): ...``."""
 
-    def __init__(self, action: Callable[[], None], every: float, times: int | None = None):
-        self.action, self.every, self.times = action, every, times
+    def __init__(
+        self, name: str, action: Callable[[], None], every: float, times: int | None = None
+    ):
+        self.name, self.action, self.every, self.times = name, action, every, times
         self.done = 0
         self.errors: list[str] = []
         self._stop = threading.Event()
@@ -493,7 +492,8 @@ def kill_worker_when_up(stack: RelStack, name: str = "worker") -> Callable[[], N
     return act
 
 
-def redis_pid(port: int = REDIS_PORT) -> int:
+def redis_pid(port: int) -> int:
+    """The pid the Redis server on ``port`` reports (``INFO server``: process_id)."""
     out = subprocess.run(
         ["redis-cli", "-p", str(port), "info", "server"],
         capture_output=True,
@@ -507,50 +507,18 @@ def redis_pid(port: int = REDIS_PORT) -> int:
     return int(match.group(1))
 
 
-def start_redis(port: int = REDIS_PORT) -> None:
-    subprocess.run(
-        [
-            "redis-server",
-            "--daemonize",
-            "yes",
-            "--bind",
-            "127.0.0.1",
-            "-::1",
-            "--port",
-            str(port),
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            "/var/lib/redis",
-            "--logfile",
-            "/var/log/redis/ci.log",
-        ],
-        check=True,
-        timeout=30,
-    )
-    wait_for(
-        lambda: (
-            subprocess.run(
-                ["redis-cli", "-p", str(port), "ping"], capture_output=True, timeout=5
-            ).returncode
-            == 0
-        ),
-        20,
-        "redis back",
-    )
-
-
-def kill_redis(down_for: float = 1.0, port: int = REDIS_PORT) -> Callable[[], None]:
-    """SIGKILL the Redis server by the pid it reports, then start it again (queues wiped)."""
+def kill_redis(server: RedisServer, down_for: float = 1.0) -> Callable[[], None]:
+    """SIGKILL the scenario's Redis by the pid it reports, then start it again on the same
+    port, empty (no persistence: every queue and rate-limit window is gone)."""
 
     def act() -> None:
-        pid = redis_pid(port)
+        pid = redis_pid(server.port)
         os.kill(pid, signal.SIGKILL)
+        if server.proc is not None and server.proc.pid == pid:
+            server.proc.wait(10)
         wait_for(lambda: not Path(f"/proc/{pid}").exists(), 10, "redis gone")
         time.sleep(down_for)
-        start_redis(port)
+        server.start()
 
     return act
 
@@ -561,6 +529,11 @@ def pg_cluster() -> list[str]:
     return [version, name]
 
 
+def pg_online() -> bool:
+    out = subprocess.run(["pg_lsclusters", "-h"], capture_output=True, text=True, check=True)
+    return out.stdout.split()[3] == "online"
+
+
 def stop_postgres_for(seconds: float) -> Callable[[], None]:
     def act() -> None:
         cluster = pg_cluster()
@@ -569,6 +542,8 @@ def stop_postgres_for(seconds: float) -> Callable[[], None]:
         try:
             time.sleep(seconds)
         finally:
-            subprocess.run([*cmd, "start"], check=True, timeout=60)
+            # Exit code 2 means "already running" (someone else started it): fine too.
+            subprocess.run([*cmd, "start"], check=False, timeout=60)
+            wait_for(pg_online, 60, "PostgreSQL back online")
 
     return act

@@ -10,19 +10,21 @@ from __future__ import annotations
 import random
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, suppress
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 import sqlalchemy as sa
+from sqlmodel import Session, col, select
 
 from models.batch import Entry, link_numbers
 from models.db import make_engine, transaction
 from models.statemachine import Source
+from models.tables import Link, LinkEvent
 from tests.reliability import oracle
 from tests.reliability.chaos import Chaos, RelStack, Storm, callbacks_for_truth
 from tests.reliability.modes import (
@@ -35,7 +37,7 @@ from tests.reliability.modes import (
     RATES,
     SIZE,
 )
-from tests.stack import wait_for
+from tests.stack import RedisServer, wait_for
 
 # Long-only scenarios live in test_rel_long_*.py and are not collected in CI mode (an empty
 # parametrization or a skip would count as a skipped test, which fails CI).
@@ -43,13 +45,13 @@ collect_ignore_glob = [] if LONG else ["test_rel_long_*.py"]
 
 
 @pytest.fixture
-def fresh_redis(redis_url: str) -> Iterator[str]:
-    client = redis.Redis.from_url(redis_url)
-    client.flushdb()
-    yield redis_url
-    with suppress(redis.RedisError):
-        client.flushdb()
-    client.close()
+def redis_server(redis_url: str) -> Iterator[RedisServer]:
+    """A private Redis server (no persistence), so killing it disturbs no other test.
+    Depends on ``redis_url`` so that, like every Redis test, it fails in CI without Redis."""
+    server = RedisServer()
+    server.start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture
@@ -79,14 +81,18 @@ class Run:
 
 @pytest.fixture
 def scenario(
-    tmp_path: Path, pg_url: str, fresh_redis: str, db: sa.Engine, request: pytest.FixtureRequest
+    tmp_path: Path,
+    pg_url: str,
+    redis_server: RedisServer,
+    db: sa.Engine,
+    request: pytest.FixtureRequest,
 ) -> Iterator[Callable[..., dict[str, Any]]]:
     stacks: list[RelStack] = []
 
     def run(
         name: str,
         *,
-        chaos: Callable[[RelStack], list[Chaos]] = lambda st: [],
+        chaos: Callable[[RelStack, RedisServer], list[Chaos]] = lambda st, rs: [],
         sandbox_faults: dict[str, Any] | None = None,
         web_env: dict[str, str] | None = None,
         worker_env: dict[str, str] | None = None,
@@ -94,14 +100,15 @@ def scenario(
         quiet_timeout: float = 120.0,
         allowed_statuses: set[int] | None = None,
         seed: int = 11,
+        poll_interval: float = POLL_INTERVAL,
     ) -> dict[str, Any]:
         st = RelStack.create(
             tmp_path / f"stack-{uuid.uuid4().hex[:6]}",
             {
                 "DATABASE_URL": pg_url,
-                "REDIS_URL": fresh_redis,
+                "REDIS_URL": redis_server.url,
                 "API_TOKEN": "reliability-token",
-                "POLL_INTERVAL_SECONDS": str(int(POLL_INTERVAL)),
+                "POLL_INTERVAL_SECONDS": str(int(poll_interval)),
                 "SWEEP_SECONDS": "2",
                 "DRIFT_CHECK_SECONDS": "3600",
                 "TELNYX_RATE_LIMIT_PER_SECOND": str(int(RATES["telnyx"])),
@@ -144,11 +151,14 @@ def scenario(
         st.launch_beat("beat")
         st.launch_beat("beat2")  # two beats for the whole run: no double effect
         st.supervise()
-        wait_for(
-            lambda: len(st.sandbox("GET", "numbers")["numbers"]) == SIZE.numbers,
-            240,
-            f"every link request reached the sandbox\n{st.logs()}",
-        )
+        try:
+            wait_for(
+                lambda: len(st.sandbox("GET", "numbers")["numbers"]) == SIZE.numbers,
+                600 if LONG else 240,
+                "every link request reached the sandbox",
+            )
+        except TimeoutError as exc:
+            raise TimeoutError(f"{exc}\n{_not_sent(st, db)}\n{st.logs()}") from None
         st.sandbox("POST", "settle")
         truth = st.sandbox("GET", "numbers")["numbers"]
         linked_in = time.monotonic() - started
@@ -171,7 +181,7 @@ def scenario(
         items = storm.deliveries(callbacks_for_truth(truth), rng)
         storm_started = time.monotonic()
         with ExitStack() as stack_ctx:
-            actions = [stack_ctx.enter_context(c) for c in chaos(st)]
+            actions = [stack_ctx.enter_context(c) for c in chaos(st, redis_server)]
             storm.run(items, deadline=600)
         storm_took = time.monotonic() - storm_started
         # 4. Quiet, then the oracle.
@@ -183,7 +193,7 @@ def scenario(
             truth=truth,
             results=storm.results,
             counters=counters,
-            poll_interval=POLL_INTERVAL,
+            poll_interval=poll_interval,
             elapsed=elapsed,
             rates=RATES,
             account_limits=ACCOUNT_LIMITS,
@@ -201,6 +211,7 @@ def scenario(
                 report["problems"].append(f"answers outside {sorted(allowed_statuses)}: {other}")
         report = {
             "numbers": SIZE.numbers,
+            "poll_interval_s": poll_interval,
             "linking_s": round(linked_in, 1),
             "storm_s": round(storm_took, 1),
             "quiet_after_storm_s": took,
@@ -209,7 +220,7 @@ def scenario(
             "restarts": dict(st.restarts),
             "exit_codes": dict(st.exit_codes),
             "crash_points_reached": st.crash_exits(),
-            "chaos_actions": [c.done for c in actions],
+            "chaos_actions": {c.name: c.done for c in actions},
             "chaos_errors": [e for c in actions for e in c.errors],
             **report,
         }
@@ -225,6 +236,25 @@ def scenario(
         rep = getattr(request.node, "rep_call", None)
         if rep is not None and rep.failed:
             print(st.logs())
+
+
+def _not_sent(st: RelStack, engine: sa.Engine) -> str:
+    """What dlcsync says about the numbers the sandbox never received (a diagnosis)."""
+    there = {(r["provider"], r["number"]) for r in st.sandbox("GET", "numbers")["numbers"]}
+    with Session(engine) as s:
+        links = [ln for ln in s.exec(select(Link)).all() if (ln.provider, ln.number) not in there]
+    summary = Counter(
+        (ln.provider, ln.state, ln.request_attempts, (ln.last_error or "")[:100]) for ln in links
+    )
+    ids = [ln.id for ln in links[:5]]
+    with Session(engine) as s:
+        history = s.exec(select(LinkEvent).where(col(LinkEvent.link_id).in_(ids))).all()
+    return (
+        f"{len(links)} links never reached the sandbox: "
+        + "; ".join(f"{k}: {n}" for k, n in summary.most_common(10))
+        + "\nhistory of some: "
+        + "; ".join(f"{e.link_id} {e.from_state}->{e.to_state} {e.reason}" for e in history)
+    )
 
 
 @pytest.hookimpl(wrapper=True)

@@ -35,7 +35,11 @@ class Size:
 
 # Telnyx numbers get 6 callbacks each, Plivo numbers 3; each is delivered 1-5 times.
 # CI: 1,050 callbacks over 200 numbers; long: 10,500 callbacks over 2,000 numbers.
+# DLCSYNC_RELIABILITY_SIZE="TELNYX,PLIVO" overrides both (for trying a scenario quickly).
 SIZE = Size(telnyx=1500, plivo=500) if LONG else Size(telnyx=150, plivo=50)
+if os.environ.get("DLCSYNC_RELIABILITY_SIZE"):
+    _t, _p = os.environ["DLCSYNC_RELIABILITY_SIZE"].split(",")
+    SIZE = Size(telnyx=int(_t), plivo=int(_p))
 
 #: Applied by every scenario module.
 MARKS = [

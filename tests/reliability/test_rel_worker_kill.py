@@ -13,7 +13,8 @@ pytestmark = MARKS
 
 def test_storm_with_worker_sigkill_every_2s(scenario: Callable[..., dict[str, Any]]) -> None:
     report = scenario(
-        "worker_sigkill", chaos=lambda st: [Chaos(kill_worker_when_up(st), every=2.0)]
+        "worker_sigkill",
+        chaos=lambda st, rs: [Chaos("worker_sigkill", kill_worker_when_up(st), every=2.0)],
     )
     assert report["problems"] == []
     assert report["kills"].get("worker", 0) >= 3
