@@ -317,9 +317,11 @@ class PlivoClient(ProviderClient):
             new = [e for e in page if e.number not in seen]
             for entry in page:
                 seen[entry.number] = entry
-            if len(page) < self.page_size or not new:
-                # A short page ends the list; a page of only known numbers means the
-                # provider ignores offset, and asking again would loop forever.
+            total = _summary_total(response)
+            if len(page) < self.page_size or not new or (total is not None and len(seen) >= total):
+                # A short page ends the list, and so does reaching the total of
+                # phone_numbers_summary (no empty last page); a page of only known numbers
+                # means the provider ignores offset, and asking again would loop forever.
                 return list(seen.values())
             offset += len(page)
         raise MalformedResponse(
@@ -365,6 +367,19 @@ class PlivoClient(ProviderClient):
 
 
 # --- signatures (REFERENCE §3) --------------------------------------------------------------
+
+
+def _summary_total(response: httpx.Response) -> int | None:
+    """Sum of ``phone_numbers_summary`` (counts per status), when the answer has one."""
+    try:
+        summary = response.json().get("phone_numbers_summary")
+    except (ValueError, AttributeError):
+        return None
+    if not isinstance(summary, dict) or not all(
+        isinstance(v, int) and not isinstance(v, bool) for v in summary.values()
+    ):
+        return None
+    return sum(summary.values())
 
 
 def _fmt(value: Any) -> str:

@@ -89,3 +89,23 @@ def test_telnyx_adapter_round_trip(live: SandboxHandle, receiver: Receiver) -> N
     with pytest.raises(NotLinked):
         client.get("TCAMP-1", NUMBER)
     assert client.list_campaign("TCAMP-1") == []
+
+
+def test_plivo_listing_stops_at_the_summary_total(live: SandboxHandle, receiver: Receiver) -> None:
+    """40 numbers in pages of 20: two requests, not a third empty one."""
+    env = live.env()
+    client = PlivoClient(
+        make_plivo_http(env["PLIVO_API_URL"], env["PLIVO_AUTH_ID"], env["PLIVO_AUTH_TOKEN"]),
+        env["PLIVO_AUTH_ID"],
+        f"{receiver.url}/webhooks/plivo",
+    )
+    numbers = [f"+1202555{i:04d}" for i in range(3000, 3040)]
+    client.link("CPAGES1", numbers)
+
+    def gets() -> int:
+        plivo = live.counters()["requests"]["plivo"]
+        return sum(sum(c.values()) for ep in plivo.values() for m, c in ep.items() if m == "GET")
+
+    before = gets()
+    assert sorted(s.number for s in client.list_campaign("CPAGES1")) == numbers
+    assert gets() - before == 2
