@@ -405,8 +405,15 @@ class Reconciler:
             status: NumberStatus | None = client.get(claim.campaign_id, claim.number)
         except NotLinked:
             status = None
-        except ProviderError:
-            status = None  # cannot tell: the refusal stands
+        except ProviderError as check_error:
+            # Cannot tell whether the provider already has it: decide on a later attempt.
+            retry_after = (
+                check_error.retry_after if isinstance(check_error, TemporaryProviderError) else None
+            )
+            self._retry_later(
+                claim, f"{exc}; check failed: {check_error}", retry_after, stats, True
+            )
+            return
         if unlinking and status is None:
             self._apply_status(claim, _not_linked(claim, Direction.UNLINK), stats, Source.POLL)
         elif (
