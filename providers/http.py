@@ -18,7 +18,7 @@ import json
 import math
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -173,6 +173,43 @@ def retry_hint(response: httpx.Response, now: float | None = None) -> float | No
     if response.status_code == 429 or _remaining_exhausted(response.headers):
         return ratelimit_reset(response.headers, now)
     return None
+
+
+def perform_checked(
+    http: httpx.Client,
+    limiter: RateLimiter,
+    method: str,
+    url: str,
+    *,
+    provider: str,
+    error_of: Callable[[httpx.Response], tuple[str | None, str | None]],
+    number_scoped: bool,
+    not_linked_text: re.Pattern[str] | None = None,
+    json_body: Any = None,
+    params: Mapping[str, str | int] | None = None,
+) -> httpx.Response:
+    """:func:`perform`, then raise the provider error a non-2xx answer means.
+
+    ``error_of`` reads the provider's (message, code) from an error body; a 404 on a
+    single-number call, or a message matching ``not_linked_text``, means NotLinked.
+    """
+    response = perform(
+        http, limiter, method, url, provider=provider, json_body=json_body, params=params
+    )
+    if not response.is_success:
+        message, code = error_of(response)
+        raise_for_status(
+            response,
+            provider=provider,
+            message=message,
+            code=code,
+            not_found_is_not_linked=number_scoped,
+            not_linked=number_scoped
+            and not_linked_text is not None
+            and message is not None
+            and not_linked_text.search(message) is not None,
+        )
+    return response
 
 
 def perform(

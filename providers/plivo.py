@@ -54,8 +54,7 @@ from .http import (
     error_json,
     make_http_client,
     malformed,
-    perform,
-    raise_for_status,
+    perform_checked,
     wire_to_e164,
 )
 
@@ -224,23 +223,19 @@ class PlivoClient(ProviderClient):
         params: Mapping[str, str | int] | None = None,
         number_scoped: bool,
     ) -> httpx.Response:
-        response = perform(
-            self.http, self.limiter, method, url, provider=NAME, json_body=json_body, params=params
+        # Plivo answers "... is not linked to this campaign" (status UNCONFIRMED).
+        return perform_checked(
+            self.http,
+            self.limiter,
+            method,
+            url,
+            provider=NAME,
+            error_of=_plivo_error,
+            number_scoped=number_scoped,
+            not_linked_text=_NOT_LINKED_TEXT,
+            json_body=json_body,
+            params=params,
         )
-        if not response.is_success:
-            message, code = _plivo_error(response)
-            raise_for_status(
-                response,
-                provider=NAME,
-                message=message,
-                code=code,
-                not_found_is_not_linked=number_scoped,
-                # Plivo answers "... is not linked to this campaign" (status UNCONFIRMED).
-                not_linked=number_scoped
-                and message is not None
-                and _NOT_LINKED_TEXT.search(message) is not None,
-            )
-        return response
 
     def _accepted(self, response: httpx.Response) -> str | None:
         """A link/unlink 2xx: the body is optional, but when present it must be a JSON object."""

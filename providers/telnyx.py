@@ -56,8 +56,7 @@ from .http import (
     is_e164,
     make_http_client,
     malformed,
-    perform,
-    raise_for_status,
+    perform_checked,
 )
 
 NAME = "telnyx"
@@ -201,19 +200,17 @@ class TelnyxClient(ProviderClient):
         params: Mapping[str, str | int] | None = None,
         number_scoped: bool,
     ) -> httpx.Response:
-        response = perform(
-            self.http, self.limiter, method, url, provider=NAME, json_body=json_body, params=params
+        return perform_checked(
+            self.http,
+            self.limiter,
+            method,
+            url,
+            provider=NAME,
+            error_of=_telnyx_error,
+            number_scoped=number_scoped,
+            json_body=json_body,
+            params=params,
         )
-        if not response.is_success:
-            message, code = _telnyx_error(response)
-            raise_for_status(
-                response,
-                provider=NAME,
-                message=message,
-                code=code,
-                not_found_is_not_linked=number_scoped,
-            )
-        return response
 
     def link(self, campaign_id: str, numbers: list[str]) -> list[NumberStatus]:
         # One number per request (batch_link is False): the worker sends one at a time.
