@@ -44,6 +44,55 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str, step: flo
     raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
 
 
+def web_command(port: int, workers: int, app: str = "webhooks.wsgi:app") -> list[str]:
+    """gunicorn as the Procfile runs it, on 127.0.0.1."""
+    return [
+        str(BIN / "gunicorn"),
+        app,
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        str(workers),
+        "--timeout",
+        "30",
+        "--graceful-timeout",
+        "10",
+    ]
+
+
+def worker_command(name: str, concurrency: int, app: str = "worker.main") -> list[str]:
+    """A Celery worker on the dlcsync queue, named so several can share a log directory."""
+    return [
+        str(BIN / "celery"),
+        "-A",
+        app,
+        "worker",
+        "--loglevel",
+        "INFO",
+        "--concurrency",
+        str(concurrency),
+        "--queues",
+        "dlcsync",
+        "--hostname",
+        f"{name}@%h",
+        "--without-mingle",
+        "--without-gossip",
+    ]
+
+
+def beat_command(schedule: Path) -> list[str]:
+    return [
+        str(BIN / "celery"),
+        "-A",
+        "worker.main",
+        "beat",
+        "--loglevel",
+        "INFO",
+        "--schedule",
+        str(schedule),
+    ]
+
+
 @dataclass
 class Proc:
     name: str
@@ -134,22 +183,7 @@ class Stack:
         app: str = "webhooks.wsgi:app",
         name: str = "web",
     ) -> Proc:
-        proc = self.spawn(
-            name,
-            [
-                str(BIN / "gunicorn"),
-                app,
-                "--bind",
-                f"127.0.0.1:{self.web_port}",
-                "--workers",
-                str(workers),
-                "--timeout",
-                "30",
-                "--graceful-timeout",
-                "10",
-                *(extra or []),
-            ],
-        )
+        proc = self.spawn(name, [*web_command(self.web_port, workers, app), *(extra or [])])
         wait_for(
             lambda: httpx.get(f"{self.web_url}/healthz", timeout=1).status_code == 200,
             30,
@@ -160,42 +194,12 @@ class Stack:
     def start_worker(
         self, name: str = "worker", concurrency: int = 2, app: str = "worker.main"
     ) -> Proc:
-        proc = self.spawn(
-            name,
-            [
-                str(BIN / "celery"),
-                "-A",
-                app,
-                "worker",
-                "--loglevel",
-                "INFO",
-                "--concurrency",
-                str(concurrency),
-                "--queues",
-                "dlcsync",
-                "--hostname",
-                f"{name}@%h",
-                "--without-mingle",
-                "--without-gossip",
-            ],
-        )
+        proc = self.spawn(name, worker_command(name, concurrency, app))
         wait_for(lambda: b" ready." in proc.log.read_bytes(), 60, f"{name} ready\n{proc.tail()}")
         return proc
 
     def start_beat(self, name: str = "beat") -> Proc:
-        return self.spawn(
-            name,
-            [
-                str(BIN / "celery"),
-                "-A",
-                "worker.main",
-                "beat",
-                "--loglevel",
-                "INFO",
-                "--schedule",
-                str(self.workdir / f"{name}-schedule"),
-            ],
-        )
+        return self.spawn(name, beat_command(self.workdir / f"{name}-schedule"))
 
     def stop(self) -> None:
         for proc in reversed(list(self.procs.values())):

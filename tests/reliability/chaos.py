@@ -37,7 +37,17 @@ import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from providers.plivo import compute_signature_v3
-from tests.stack import BIN, Proc, RedisServer, Stack, free_port, wait_for
+from tests.stack import (
+    BIN,
+    Proc,
+    RedisServer,
+    Stack,
+    beat_command,
+    free_port,
+    wait_for,
+    web_command,
+    worker_command,
+)
 
 # --- the stack --------------------------------------------------------------------------
 
@@ -180,18 +190,7 @@ class RelStack(Stack):
     def launch_web(self, workers: int = 3, extra_env: dict[str, str] | None = None) -> None:
         self.launch(
             "web",
-            [
-                str(BIN / "gunicorn"),
-                "webhooks.wsgi:app",
-                "--bind",
-                f"127.0.0.1:{self.web_port}",
-                "--workers",
-                str(workers),
-                "--timeout",
-                "30",
-                "--graceful-timeout",
-                "10",
-            ],
+            web_command(self.web_port, workers),
             extra_env,
             ready=b"Booting worker",
         )
@@ -206,41 +205,14 @@ class RelStack(Stack):
     ) -> None:
         self.launch(
             name,
-            [
-                str(BIN / "celery"),
-                "-A",
-                "worker.main",
-                "worker",
-                "--loglevel",
-                "INFO",
-                "--concurrency",
-                str(concurrency),
-                "--queues",
-                "dlcsync",
-                "--hostname",
-                f"{name}@%h",
-                "--without-mingle",
-                "--without-gossip",
-            ],
+            worker_command(name, concurrency),
             extra_env,
             ready=b" ready.",
         )
         self.wait_ready(name)
 
     def launch_beat(self, name: str) -> None:
-        self.launch(
-            name,
-            [
-                str(BIN / "celery"),
-                "-A",
-                "worker.main",
-                "beat",
-                "--loglevel",
-                "INFO",
-                "--schedule",
-                str(self.workdir / f"{name}-schedule"),
-            ],
-        )
+        self.launch(name, beat_command(self.workdir / f"{name}-schedule"))
 
     def crash_exits(self) -> dict[str, int]:
         """Crash points reached, counted from exit codes 137 (children are in the logs)."""
