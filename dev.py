@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Developer entry point that needs nothing but Python 3.11.
 
-    python3 dev.py run     # set up .venv, migrate, start dlcsync (and the sandbox), link samples
-    python3 dev.py test    # set up .venv, then ruff, mypy and the whole test suite
-    python3 dev.py bench   # benchmarks (bench/), see README
+python3 dev.py run     # set up .venv, migrate, start dlcsync (and the sandbox), link samples
+python3 dev.py test    # set up .venv, then ruff, mypy and the whole test suite
+python3 dev.py bench   # benchmarks (bench/), see README
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def setup() -> None:
 def test(extra: list[str]) -> None:
     setup()
     sh(BIN / "ruff", "check", ".")
-    sh(BIN / "mypy", "models", "providers", "webhooks", "worker", "dlcsync")
+    sh(BIN / "mypy", "common", "models", "providers", "webhooks", "worker", "dlcsync", "sandbox")
     sh(BIN / "lint-imports")
     sh(BIN / "python", "-m", "pytest", *extra)
 

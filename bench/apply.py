@@ -20,7 +20,7 @@ import sqlalchemy as sa
 
 from bench.common import REDIS_URL, Figure, RssSampler, group_hwm_mb, log
 from bench.noop_tasks import MARK_KEY, NOOP
-from dlcsync.settings import Settings
+from common.settings import Settings
 from tests.stack import Stack, wait_for
 from worker.celery_app import PROCESS_INBOX, create_celery
 

@@ -17,10 +17,10 @@ from typing import Any
 import sqlalchemy as sa
 
 from bench.common import Figure, log
-from dlcsync.sandbox import start_sandbox
-from dlcsync.settings import Settings
+from common.settings import Settings
 from models.polling import Cadence
 from providers.registry import build_clients
+from sandbox import start_sandbox
 from worker.ratelimit import LocalRateLimiter
 from worker.reconcile import LIST_PAGE_SIZE, Reconciler, until_quiet
 

@@ -22,7 +22,7 @@ from bench import loadgen
 from bench.apply import SWEEP_BATCH, _seed
 from bench.common import REDIS_URL, scratch_database
 from bench.ingest import Signer
-from dlcsync.settings import Settings
+from common.settings import Settings
 from tests.stack import Stack
 from worker.celery_app import PROCESS_INBOX, create_celery
 

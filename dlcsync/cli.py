@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from dlcsync.settings import Settings
+from common.settings import Settings
 
 
 @click.group()
@@ -47,7 +47,7 @@ def _register_subcommands() -> None:
     from dlcsync.commands.reconcile import reconcile
     from dlcsync.commands.status import status
     from dlcsync.run import run
-    from dlcsync.sandbox.cli import sandbox
+    from sandbox.cli import sandbox
 
     main.add_command(sandbox)
     main.add_command(run)

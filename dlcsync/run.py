@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 import click
 import httpx
 
-from dlcsync.settings import Settings
+from common.settings import Settings
 
 BIN = Path(sys.executable).parent
 SAMPLE_CAMPAIGNS = {"plivo": ["CSAMPL1", "CSAMPL2"], "telnyx": ["TSAMPLE-1", "TSAMPLE-2"]}

@@ -24,7 +24,7 @@ from typing import Any
 
 import httpx
 
-from dlcsync.metrics import PROVIDER_LATENCY, PROVIDER_REQUESTS, status_class
+from common.metrics import PROVIDER_LATENCY, PROVIDER_REQUESTS, status_class
 
 from .base import (
     DEFAULT_TIMEOUT,

@@ -1,4 +1,4 @@
-"""Builds the provider adapters from :class:`~dlcsync.settings.Settings`.
+"""Builds the provider adapters from :class:`~common.settings.Settings`.
 
 The only place in ``providers`` that reads settings: the adapter modules take plain values.
 One pooled ``httpx.Client`` per provider account, built here once per process.
@@ -16,7 +16,7 @@ from .plivo import PlivoCallbackHandler, PlivoClient, make_plivo_http
 from .telnyx import TelnyxCallbackHandler, TelnyxClient, make_telnyx_http
 
 if TYPE_CHECKING:
-    from dlcsync.settings import Settings
+    from common.settings import Settings
 
 #: Where each provider's callbacks arrive, under ``PUBLIC_URL``.
 CALLBACK_PATHS: Mapping[str, str] = {"plivo": "/webhooks/plivo", "telnyx": "/webhooks/telnyx"}

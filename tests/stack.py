@@ -20,7 +20,7 @@ from pathlib import Path
 
 import httpx
 
-from dlcsync.settings import Settings
+from common.settings import Settings
 
 BIN = Path(sys.executable).parent
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from dlcsync.settings import Settings
+from common.settings import Settings
 from worker.celery_app import create_celery
 from worker.tasks import register
 

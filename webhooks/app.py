@@ -11,8 +11,8 @@ import structlog
 from flask import Flask, Response, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from dlcsync.logs import bind_request_id, request_id_from
-from dlcsync.settings import Settings
+from common.logs import bind_request_id, request_id_from
+from common.settings import Settings
 from models.db import make_engine
 from providers.base import CallbackHandler
 from webhooks.publisher import BatchPublisher

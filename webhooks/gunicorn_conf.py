@@ -1,6 +1,6 @@
 """gunicorn settings for the web process: ``gunicorn --config python:webhooks.gunicorn_conf``.
 
-Prometheus multiprocess mode (see :mod:`dlcsync.metrics`): the master sets
+Prometheus multiprocess mode (see :mod:`common.metrics`): the master sets
 ``PROMETHEUS_MULTIPROC_DIR`` (default ``./var/metrics``, shared with the Celery worker of the
 same host) before any worker imports ``prometheus_client``, and ``child_exit`` tells the
 library a worker is gone so its live gauges stop counting. Counters of exited workers stay.

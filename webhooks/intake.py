@@ -13,8 +13,8 @@ import structlog
 from flask import Blueprint, Response, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from dlcsync import crashpoints
-from dlcsync.metrics import WEBHOOK_DELIVERIES, WEBHOOK_OUTCOME_BY_STATUS
+from common import crashpoints
+from common.metrics import WEBHOOK_DELIVERIES, WEBHOOK_OUTCOME_BY_STATUS
 from models.db import transaction
 from models.inbox import store_delivery
 from providers.base import CallbackParseError, CallbackRequest, VerificationError

@@ -3,7 +3,7 @@
 Two kinds of series:
 
 - counters and histograms of what the processes did (webhook answers, inbox outcomes,
-  provider requests, alert deliveries; :mod:`dlcsync.metrics`), aggregated over every
+  provider requests, alert deliveries; :mod:`common.metrics`), aggregated over every
   gunicorn worker and Celery process of the host in multiprocess mode;
 - gauges about the data, computed from the database at scrape time by
   :class:`DatabaseCollector`: links per provider and state, age of the oldest pending link,
@@ -28,7 +28,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlmodel import Session
 
-from dlcsync.metrics import render_latest
+from common.metrics import render_latest
 from models import reports
 from models.statemachine import State
 from models.tables import utcnow

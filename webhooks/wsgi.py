@@ -1,6 +1,6 @@
 """gunicorn entry point: ``gunicorn webhooks.wsgi:app``."""
 
-from dlcsync.logs import configure_logging
+from common.logs import configure_logging
 from webhooks.app import create_app
 
 configure_logging()

@@ -31,8 +31,8 @@ import apprise
 import sqlalchemy as sa
 import structlog
 
-from dlcsync import crashpoints
-from dlcsync.metrics import ALERT_DELIVERIES
+from common import crashpoints
+from common.metrics import ALERT_DELIVERIES
 from models import alerts
 from models.db import transaction
 from models.tables import utcnow

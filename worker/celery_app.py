@@ -15,7 +15,7 @@ from typing import Any
 
 from celery import Celery
 
-from dlcsync.settings import Settings
+from common.settings import Settings
 
 TASK_SOFT_TIME_LIMIT = 240
 TASK_TIME_LIMIT = 300

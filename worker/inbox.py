@@ -16,7 +16,7 @@ import sqlalchemy as sa
 import structlog
 from sqlmodel import Session, col, select
 
-from dlcsync.metrics import INBOX_OUTCOMES
+from common.metrics import INBOX_OUTCOMES
 from models.alerts import raise_alert
 from models.db import transaction
 from models.inbox import FAILED, MAX_ATTEMPTS, lock_unprocessed, record_outcome, unprocessed_ids

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 import structlog
 from sqlmodel import Session
 
-from dlcsync import crashpoints
+from common import crashpoints
 from models.alerts import raise_alert
 from models.db import transaction
 from models.links import apply_observation

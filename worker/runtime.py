@@ -10,7 +10,7 @@ import redis
 import sqlalchemy as sa
 from celery import Celery
 
-from dlcsync.settings import Settings
+from common.settings import Settings
 from models.db import make_engine
 from models.polling import Cadence
 from providers.base import CallbackHandler, ProviderClient, RateLimiter

@@ -7,7 +7,7 @@ from datetime import timedelta
 from celery import Celery
 from celery.signals import task_postrun
 
-from dlcsync import crashpoints
+from common import crashpoints
 from worker import alerting, inbox
 from worker.celery_app import (
     DELIVER_ALERTS,
@@ -72,8 +72,8 @@ def _after_task(**_: object) -> None:
 
 
 def make_app() -> Celery:
-    from dlcsync.logs import bind_celery_task_ids, configure_logging
-    from dlcsync.settings import Settings
+    from common.logs import bind_celery_task_ids, configure_logging
+    from common.settings import Settings
 
     configure_logging()
     app = register(create_celery(Settings()))

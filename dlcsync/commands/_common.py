@@ -13,7 +13,7 @@ import click
 import sqlalchemy as sa
 from rich.console import Console
 
-from dlcsync.settings import Settings
+from common.settings import Settings
 from models.db import make_engine
 
 #: The environment variables that turn each provider on (DESIGN §3).

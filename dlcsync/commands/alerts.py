@@ -11,8 +11,8 @@ from rich.table import Table
 from rich.text import Text
 from sqlmodel import Session
 
+from common.settings import Settings
 from dlcsync.commands._common import IsoTime, console, engine_of, iso
-from dlcsync.settings import Settings
 from models.alerts import FAILED, GROUPED, recent_alerts
 from models.statemachine import AlertKind
 from models.tables import Alert

@@ -16,8 +16,8 @@ import click
 import sqlalchemy as sa
 from sqlmodel import Session
 
+from common.settings import Settings
 from dlcsync.commands._common import IsoTime, engine_of, iso, provider_option
-from dlcsync.settings import Settings
 from models.history import events
 from models.reports import links_page
 from models.tables import Link, LinkEvent

@@ -10,8 +10,8 @@ from rich.table import Table
 from rich.text import Text
 from sqlmodel import Session
 
+from common.settings import Settings
 from dlcsync.commands._common import console, engine_of, iso, provider_option
-from dlcsync.settings import Settings
 from models.history import link_history
 from models.numbers import InvalidNumber, to_e164_us
 from models.reports import links_of_number

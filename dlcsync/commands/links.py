@@ -28,6 +28,7 @@ from rich.table import Table
 from rich.text import Text
 from sqlmodel import Session
 
+from common.settings import Settings
 from dlcsync.commands._common import (
     MAX_ROWS,
     PROVIDERS,
@@ -36,7 +37,6 @@ from dlcsync.commands._common import (
     require_provider,
 )
 from dlcsync.csvinput import CsvInputError, read_numbers
-from dlcsync.settings import Settings
 from models.batch import Entry, NumberResult, link_numbers, unlink_numbers, validate
 from models.links import ConcurrentChange
 from models.numbers import check_campaign_id

@@ -12,8 +12,8 @@ import httpx
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from common.settings import Settings
 from dlcsync.commands._common import PROVIDER_ENV, console, provider_option, require_provider
-from dlcsync.settings import Settings
 
 
 @click.command("reconcile")

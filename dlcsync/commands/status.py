@@ -10,8 +10,8 @@ from rich.table import Table
 from rich.text import Text
 from sqlmodel import Session
 
+from common.settings import Settings
 from dlcsync.commands._common import MAX_ROWS, console, engine_of, iso, provider_option
-from dlcsync.settings import Settings
 from models.reports import problem_links, state_counts
 from models.statemachine import State
 

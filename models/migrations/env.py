@@ -16,7 +16,7 @@ def _url() -> str:
     url = config.get_main_option("sqlalchemy.url")
     if url:
         return url
-    from dlcsync.settings import Settings
+    from common.settings import Settings
 
     return Settings().database_url
 

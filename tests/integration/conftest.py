@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from dlcsync.sandbox import SandboxHandle, start_sandbox
 from models.db import make_engine
+from sandbox import SandboxHandle, start_sandbox
 from tests.stack import RedisServer, Stack
 
 pytestmark = pytest.mark.integration

@@ -16,13 +16,13 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from dlcsync.sandbox import SandboxHandle
 from models.batch import Entry, link_numbers
 from models.db import transaction
 from models.statemachine import Source
 from models.tables import Alert, Link
-from tests.alerts.alert_receiver import Receiver
+from sandbox import SandboxHandle
 from tests.stack import Stack, wait_for
+from tests.worker.alerting.alert_receiver import Receiver
 
 pytestmark = pytest.mark.integration
 

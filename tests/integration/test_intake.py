@@ -15,12 +15,12 @@ import sqlalchemy as sa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlmodel import Session, select
 
-from dlcsync.sandbox import SandboxHandle
 from models.db import transaction
 from models.links import apply_observation, request_link_of
 from models.statemachine import Observation, Signal, Source
 from models.tables import InboxItem, Link, LinkEvent
 from providers.registry import build_clients
+from sandbox import SandboxHandle
 from tests.stack import RedisServer, Stack, wait_for
 
 pytestmark = pytest.mark.integration

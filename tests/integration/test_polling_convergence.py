@@ -12,11 +12,11 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
-from dlcsync.sandbox import SandboxHandle
 from models.batch import Entry, link_numbers
 from models.db import transaction
 from models.statemachine import Source
 from models.tables import Alert, Link, LinkEvent
+from sandbox import SandboxHandle
 from tests.stack import Stack, wait_for
 
 pytestmark = pytest.mark.integration

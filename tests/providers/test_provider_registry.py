@@ -7,7 +7,7 @@ import json
 import httpx
 from pydantic import SecretStr
 
-from dlcsync.settings import Settings
+from common.settings import Settings
 from providers.plivo import PlivoCallbackHandler, PlivoClient
 from providers.registry import build_callback_handlers, build_clients
 from providers.telnyx import TelnyxCallbackHandler, TelnyxClient

@@ -1,4 +1,4 @@
-"""Long mode: the named crash points (dlcsync.crashpoints) fire during the storm. gunicorn
+"""Long mode: the named crash points (common.crashpoints) fire during the storm. gunicorn
 replaces its dead workers, Celery's prefork master its dead children, and the supervisor
 restarts a dead master. Alerts go to a real JSON endpoint so that alert.after_send is hit."""
 
@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from tests.alerts.alert_receiver import Receiver
 from tests.reliability.modes import MARKS
+from tests.worker.alerting.alert_receiver import Receiver
 
 pytestmark = MARKS
 

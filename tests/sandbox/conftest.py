@@ -13,7 +13,7 @@ import pytest
 from werkzeug.serving import WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
-from dlcsync.sandbox import SandboxConfig, SandboxHandle, start_sandbox
+from sandbox import SandboxConfig, SandboxHandle, start_sandbox
 
 CAMPAIGN = "CUOGHIN"
 TELNYX_CAMPAIGN = "4b300178-131c-d902-d54e-72d90ba1620j"

@@ -8,11 +8,11 @@ from collections.abc import Iterator
 import pytest
 from conftest import Receiver, wait_for
 
-from dlcsync.sandbox import SandboxHandle, start_sandbox
 from models.statemachine import Direction, Signal
 from providers.base import CallbackRequest, NotLinked
 from providers.plivo import PlivoCallbackHandler, PlivoClient, make_plivo_http
 from providers.telnyx import TelnyxCallbackHandler, TelnyxClient, make_telnyx_http
+from sandbox import SandboxHandle, start_sandbox
 
 NUMBER = "+12025550901"
 

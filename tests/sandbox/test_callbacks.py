@@ -11,7 +11,7 @@ from plivo.utils import validate_signature
 from plivo.utils.signature_v3 import validate_v3_signature
 from telnyx.lib.webhook_verification import WebhookVerificationError, verify_webhook_signature
 
-from dlcsync.sandbox import SandboxHandle
+from sandbox import SandboxHandle
 
 
 def plivo_valid(req: Received, token: str, url: str) -> bool:

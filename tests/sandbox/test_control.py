@@ -11,7 +11,7 @@ import time
 import httpx
 from conftest import CAMPAIGN, Api, Receiver
 
-from dlcsync.sandbox import SandboxHandle
+from sandbox import SandboxHandle
 
 
 def test_config_partial_update_and_validation(api: Api) -> None:
@@ -120,7 +120,7 @@ def test_env_and_health(api: Api, sandbox: SandboxHandle) -> None:
 
 
 def test_cli_runs_and_stops_on_sigterm() -> None:
-    code = "from dlcsync.sandbox.cli import sandbox; sandbox()"
+    code = "from sandbox.cli import sandbox; sandbox()"
     proc = subprocess.Popen(
         [sys.executable, "-c", code, "--port", "0", "--delay", "0.1", "--seed", "4"],
         stdout=subprocess.PIPE,

@@ -8,8 +8,8 @@ import httpx
 import pytest
 from conftest import CAMPAIGN, Api, make_config
 
-from dlcsync.sandbox import SandboxHandle, start_sandbox
-from dlcsync.sandbox.state import outcome_fails
+from sandbox import SandboxHandle, start_sandbox
+from sandbox.state import outcome_fails
 
 NUMBERS = [f"1202555{i:04d}" for i in range(40)]
 

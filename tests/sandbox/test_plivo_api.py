@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from conftest import CAMPAIGN, Api, wait_for
 
-from dlcsync.sandbox import SandboxHandle
+from sandbox import SandboxHandle
 
 
 def test_link_list_get_formats(api: Api, sandbox: SandboxHandle) -> None:

@@ -10,7 +10,7 @@ from plivo.utils import validate_signature
 from plivo.utils.signature_v3 import validate_v3_signature
 from telnyx.lib.webhook_verification import WebhookVerificationError, verify_webhook_signature
 
-from dlcsync.sandbox.signing import (
+from sandbox.signing import (
     TelnyxSigner,
     plivo_headers,
     plivo_v2_signature,

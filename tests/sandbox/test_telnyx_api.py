@@ -7,7 +7,7 @@ import re
 import pytest
 from conftest import TELNYX_CAMPAIGN, Api
 
-from dlcsync.sandbox import SandboxHandle
+from sandbox import SandboxHandle
 
 TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}$")
 

@@ -14,14 +14,14 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlmodel import Session, col, select
 
-from dlcsync.settings import Settings
+from common.settings import Settings
 from models.statemachine import State
 from models.tables import Alert, InboxItem, Link
 from providers.base import TemporaryProviderError
 from providers.http import endpoint_name
 from providers.plivo import PlivoClient, make_plivo_http
 from providers.registry import build_callback_handlers
-from tests.web.conftest import (
+from tests.webhooks.web.conftest import (
     TELNYX_PUBLIC,
     app_engine,
     make_web_app,

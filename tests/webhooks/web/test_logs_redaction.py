@@ -11,8 +11,8 @@ import structlog
 from celery import Celery
 from flask import Flask
 
-from dlcsync.logs import REDACTED, bind_celery_task_ids, configure_logging, redact_secrets
-from dlcsync.settings import Settings
+from common.logs import REDACTED, bind_celery_task_ids, configure_logging, redact_secrets
+from common.settings import Settings
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from tests.web.conftest import TOKEN, make_web_app
+from tests.webhooks.web.conftest import TOKEN, make_web_app
 
 
 def csrf_of(client: FlaskClient, path: str = "/login") -> str:

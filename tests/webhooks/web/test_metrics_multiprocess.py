@@ -18,9 +18,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.web.conftest import TELNYX_PUBLIC, TOKEN, samples, value
+from tests.webhooks.web.conftest import TELNYX_PUBLIC, TOKEN, samples, value
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 BIN = Path(sys.executable).parent
 
 
@@ -102,7 +102,7 @@ def test_counters_are_totals_over_every_worker_and_process(
         [
             sys.executable,
             "-c",
-            "from dlcsync.metrics import INBOX_OUTCOMES as C; C.labels('telnyx', 'applied').inc(5)",
+            "from common.metrics import INBOX_OUTCOMES as C; C.labels('telnyx', 'applied').inc(5)",
         ],
         env=env,
         cwd=ROOT,

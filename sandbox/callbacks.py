@@ -27,9 +27,9 @@ from urllib.parse import urlencode
 
 import httpx
 
-from dlcsync.sandbox.config import SandboxConfig
-from dlcsync.sandbox.signing import TelnyxSigner, plivo_headers
-from dlcsync.sandbox.state import Event, utcnow
+from sandbox.config import SandboxConfig
+from sandbox.signing import TelnyxSigner, plivo_headers
+from sandbox.state import Event, utcnow
 
 MAX_LOG = 100_000
 COUNTER_KEYS = (

@@ -12,7 +12,7 @@ from flask import Flask
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dlcsync.settings import Settings
+from common.settings import Settings
 from webhooks.app import create_app
 
 SEED = bytes(range(32))

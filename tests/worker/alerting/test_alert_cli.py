@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from dlcsync.cli import main
 from models.db import make_engine
-from tests.alerts.alert_helpers import fail_links, number
+from tests.worker.alerting.alert_helpers import fail_links, number
 from worker.alerting import deliver_alerts
 
 T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)

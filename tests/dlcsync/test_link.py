@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlmodel import Session, func, select
 
 from models.tables import Link, LinkEvent
-from tests.cli.conftest import Invoke
+from tests.dlcsync.conftest import Invoke
 
 
 def links(db: sa.Engine) -> dict[str, tuple[str, str, int]]:

@@ -8,8 +8,8 @@ from typing import Any
 import httpx
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
-from dlcsync.sandbox.app import Sandbox
-from dlcsync.sandbox.config import SandboxConfig
+from sandbox.app import Sandbox
+from sandbox.config import SandboxConfig
 
 
 class _QuietHandler(WSGIRequestHandler):

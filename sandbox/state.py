@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from dlcsync.sandbox.config import SandboxConfig
+from sandbox.config import SandboxConfig
 
 PENDING_LINK = "pending_link"
 LINKED = "linked"

@@ -17,14 +17,14 @@ import structlog
 import time_machine
 from sqlmodel import Session, col, select
 
-from dlcsync.metrics import ALERT_DELIVERIES
+from common.metrics import ALERT_DELIVERIES
 from models import alerts
 from models.db import transaction
 from models.links import request_link_of
 from models.statemachine import AlertKind, Signal, Source
 from models.tables import Alert
-from tests.alerts.alert_helpers import REASON, fail_links, fail_unlink, number, observe
-from tests.alerts.alert_receiver import Receiver
+from tests.worker.alerting.alert_helpers import REASON, fail_links, fail_unlink, number, observe
+from tests.worker.alerting.alert_receiver import Receiver
 from worker.alerting import deliver_alerts
 
 T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)

@@ -24,10 +24,10 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.routing import Map, RequestRedirect, Rule
 from werkzeug.wrappers import Request, Response
 
-from dlcsync.sandbox.callbacks import Dispatcher, tcr_campaign_id
-from dlcsync.sandbox.config import ConfigError, SandboxConfig
-from dlcsync.sandbox.signing import TelnyxSigner
-from dlcsync.sandbox.state import (
+from sandbox.callbacks import Dispatcher, tcr_campaign_id
+from sandbox.config import ConfigError, SandboxConfig
+from sandbox.signing import TelnyxSigner
+from sandbox.state import (
     LINK_FAILED,
     PROVIDERS,
     UNLINK_FAILED,

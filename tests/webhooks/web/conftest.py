@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from flask import Flask
 from prometheus_client.parser import text_string_to_metric_families
 
-from dlcsync.settings import Settings
+from common.settings import Settings
 from models.batch import Entry, link_numbers
 from models.db import transaction
 from models.links import apply_observation

@@ -8,7 +8,7 @@ from types import FrameType
 
 import click
 
-from dlcsync.sandbox.config import (
+from sandbox.config import (
     DEFAULT_PLIVO_AUTH_ID,
     DEFAULT_PLIVO_AUTH_TOKEN,
     DEFAULT_TELNYX_API_KEY,
@@ -54,7 +54,7 @@ def sandbox(
     telnyx_seed: str,
 ) -> None:
     """Local simulated Plivo and Telnyx 10DLC APIs (one port), with callbacks and faults."""
-    from dlcsync.sandbox.server import SandboxHandle, build_server
+    from sandbox.server import SandboxHandle, build_server
 
     try:
         config = SandboxConfig().updated(

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 
-from dlcsync.settings import Settings
+from common.settings import Settings
 from webhooks.app import create_app
 
 TOKEN = "test-api-token"

@@ -13,8 +13,8 @@ from models.db import transaction
 from models.links import request_link_of, request_unlink_of
 from models.statemachine import AlertKind, Direction, Signal, Source
 from models.tables import Alert
-from tests.alerts.alert_helpers import fail_links, number, observe
-from tests.alerts.alert_receiver import Receiver
+from tests.worker.alerting.alert_helpers import fail_links, number, observe
+from tests.worker.alerting.alert_receiver import Receiver
 from worker.alerting import deliver_alerts, detect_stuck
 
 T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)

@@ -11,7 +11,6 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
-from dlcsync.sandbox import SandboxHandle, start_sandbox
 from models.db import transaction
 from models.links import load, request_link_of, request_unlink_of
 from models.polling import Cadence
@@ -20,6 +19,7 @@ from models.tables import Alert, Link, LinkEvent
 from providers.base import ProviderClient
 from providers.plivo import PlivoClient, make_plivo_http
 from providers.telnyx import TelnyxClient, make_telnyx_http
+from sandbox import SandboxHandle, start_sandbox
 from worker.reconcile import Reconciler
 
 T0 = datetime.now(UTC).replace(microsecond=0)

@@ -8,9 +8,9 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
-from dlcsync.sandbox import SandboxHandle, start_sandbox
 from models.tables import Link
-from tests.cli.conftest import Invoke
+from sandbox import SandboxHandle, start_sandbox
+from tests.dlcsync.conftest import Invoke
 
 PLIVO = [f"+1415555{i:04d}" for i in range(5)]
 TELNYX = [f"+1628555{i:04d}" for i in range(3)]

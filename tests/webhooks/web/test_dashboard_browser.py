@@ -19,10 +19,10 @@ from sqlmodel import Session, select
 from werkzeug.serving import make_server
 
 from models.tables import Link, LinkEvent
-from tests.web.conftest import TOKEN, app_engine, make_web_app, seed
+from tests.webhooks.web.conftest import TOKEN, app_engine, make_web_app, seed
 
 CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+ARTIFACTS = Path(__file__).resolve().parents[3] / "tests" / "artifacts"
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",

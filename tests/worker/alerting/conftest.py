@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.alerts.alert_receiver import Receiver
+from tests.worker.alerting.alert_receiver import Receiver
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from models.db import transaction
 from models.links import apply_observation
 from models.reports import links_page
 from models.statemachine import Direction, Observation, Signal, Source
-from tests.cli.conftest import Invoke
+from tests.dlcsync.conftest import Invoke
 
 NUMBERS = [f"+1415555{i:04d}" for i in range(25)]
 
