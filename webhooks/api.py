@@ -33,7 +33,6 @@ from models.db import transaction
 from models.links import ConcurrentChange, load
 from models.numbers import InvalidNumber, to_e164_us
 from models.statemachine import Source, State
-from webhooks.app import error, services
 from webhooks.auth import authorized
 from webhooks.schemas import (
     AuditPage,
@@ -53,6 +52,7 @@ from webhooks.schemas import (
     NumberResultOut,
     PageQuery,
 )
+from webhooks.services import error, services
 
 T = TypeVar("T")
 PREFIX = "/api/v1"

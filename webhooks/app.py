@@ -3,49 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-import sqlalchemy as sa
 import structlog
-from flask import Flask, Response, current_app, g, jsonify, request
+from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
 
 from common.logs import bind_request_id, request_id_from
 from common.settings import Settings
 from models.db import make_engine
-from providers.base import CallbackHandler
 from webhooks.publisher import BatchPublisher
+from webhooks.services import MAX_BODY_BYTES, Services, error
 from worker.celery_app import PROCESS_INBOX
 
-#: DESIGN §4: bodies over 256 KiB get 413.
-MAX_BODY_BYTES = 256 * 1024
 #: Taken from the caller (when sane) or generated; bound to every log line; echoed back.
 REQUEST_ID_HEADER = "X-Request-ID"
 
 log = structlog.get_logger(__name__)
-
-
-@dataclass
-class Services:
-    settings: Settings
-    engine: sa.Engine
-    handlers: dict[str, CallbackHandler]
-    #: Publish a task by name; raises when the broker is unreachable.
-    enqueue: Callable[..., None]
-    #: Raises when the broker is unreachable (for /readyz).
-    broker_ping: Callable[[], None]
-    #: Hands committed inbox ids to the worker, batched, off the request path.
-    publisher: BatchPublisher
-
-
-def services() -> Services:
-    svc: Services = current_app.extensions["dlcsync"]
-    return svc
-
-
-def error(status: int, code: str, message: str) -> tuple[Any, int]:
-    return jsonify({"error": {"code": code, "message": message}}), status
 
 
 def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:

@@ -35,7 +35,7 @@ from models import history, reports
 from models.numbers import InvalidNumber, to_e164_us
 from models.statemachine import PENDING, State
 from models.tables import utcnow
-from webhooks.app import services
+from webhooks.services import services
 
 bp = Blueprint("dashboard", __name__, template_folder="templates")
 

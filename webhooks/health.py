@@ -7,7 +7,7 @@ from typing import Any
 import sqlalchemy as sa
 from flask import Blueprint
 
-from webhooks.app import services
+from webhooks.services import services
 
 bp = Blueprint("health", __name__)
 

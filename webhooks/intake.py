@@ -18,7 +18,7 @@ from common.metrics import WEBHOOK_DELIVERIES, WEBHOOK_OUTCOME_BY_STATUS
 from models.db import transaction
 from models.inbox import store_delivery
 from providers.base import CallbackParseError, CallbackRequest, VerificationError
-from webhooks.app import MAX_BODY_BYTES, error, services
+from webhooks.services import MAX_BODY_BYTES, error, services
 
 bp = Blueprint("intake", __name__)
 log = structlog.get_logger(__name__)

@@ -32,7 +32,7 @@ from common.metrics import render_latest
 from models import reports
 from models.statemachine import State
 from models.tables import utcnow
-from webhooks.app import services
+from webhooks.services import services
 
 bp = Blueprint("metrics", __name__)
 log = structlog.get_logger(__name__)
