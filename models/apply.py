@@ -146,12 +146,13 @@ def _update_links(
 
 
 def _insert_alerts(session: Session, rows: list[dict[str, Any]]) -> None:
-    """One INSERT … ON CONFLICT DO NOTHING; sorted by key (the unique index's lock order) and
-    the first of a key kept, as raising them one by one would."""
+    """One INSERT … ON CONFLICT DO NOTHING, in the order raised, the first of a key kept (as
+    raising them one by one would). Their keys name links this batch holds locked, so two
+    batches never insert the same keys at once."""
     first: dict[str, dict[str, Any]] = {}
     for row in rows:
         first.setdefault(row["dedupe_key"], row)
-    insert_many(session, Alert, [first[k] for k in sorted(first)], ignore_conflicts=True)
+    insert_many(session, Alert, list(first.values()), ignore_conflicts=True)
 
 
 def _alert(link: Link, alert: AlertArgs, now: datetime) -> dict[str, Any]:
