@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import re
 import secrets
 import time
 from collections.abc import Callable
@@ -32,7 +31,7 @@ from flask.blueprints import BlueprintSetupState
 from sqlmodel import Session
 
 from models import history, reports
-from models.numbers import InvalidNumber, to_e164_us
+from models.numbers import InvalidNumber, lookup_e164
 from models.statemachine import PENDING, State
 from models.tables import utcnow
 from webhooks.services import services
@@ -48,7 +47,6 @@ PROBLEM_LIMIT = 200
 CAMPAIGN_LIMIT = 500
 CHART_HOURS = 24
 _KEY_LABEL = b"dlcsync dashboard session key v1"
-_LOOSE_NUMBER = re.compile(r"\+?[1-9][0-9]{7,14}")
 
 
 def session_key(api_token: str) -> str:
@@ -234,17 +232,6 @@ def index() -> Any:
     )
 
 
-def normalise_number(raw: str) -> str:
-    """E.164 from what a person typed (``(202) 555-0143``, ``12025550143``...)."""
-    try:
-        return to_e164_us(raw)
-    except InvalidNumber:
-        compact = re.sub(r"[\s().-]", "", raw)
-        if _LOOSE_NUMBER.fullmatch(compact):
-            return compact if compact.startswith("+") else "+" + compact
-        raise
-
-
 @bp.get("/number")
 @login_required
 def number() -> Any:
@@ -253,7 +240,7 @@ def number() -> Any:
     if not raw:
         return redirect(url_for("dashboard.index"))
     try:
-        e164 = normalise_number(raw)
+        e164 = lookup_e164(raw)
     except InvalidNumber as exc:
         return (
             render_template(
