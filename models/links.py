@@ -7,8 +7,10 @@ caller owns the transaction (commit or rollback); these functions only add to it
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TypeVar
 
 import sqlalchemy as sa
 from sqlmodel import Session, select
@@ -34,6 +36,23 @@ from models.tables import Link, LinkEvent, utcnow
 
 class ConcurrentChange(Exception):
     """The link changed between load and save; the caller retries the whole transaction."""
+
+
+T = TypeVar("T")
+
+#: Tries of a whole transaction that lost a compare-and-set race before giving up.
+CONCURRENT_ATTEMPTS = 3
+
+
+def retry_concurrent(transaction: Callable[[], T], *, attempts: int = CONCURRENT_ATTEMPTS) -> T:
+    """Run ``transaction`` (one whole unit of work, opened and committed inside it) again when
+    a link changed under it; the last :class:`ConcurrentChange` propagates."""
+    for _ in range(attempts - 1):
+        try:
+            return transaction()
+        except ConcurrentChange:
+            pass
+    return transaction()
 
 
 def snapshot(link: Link) -> LinkSnapshot:
