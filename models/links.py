@@ -15,7 +15,7 @@ from typing import TypeVar
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
-from models import alerts
+from models.alerts.outbox import raise_alert
 from models.db import insert_ignoring_conflicts
 from models.statemachine import (
     AlertKind,
@@ -145,7 +145,7 @@ def apply_observation(
     before = snapshot(link)
     decision = decide(before, obs)
     if decision.alert is AlertKind.UNKNOWN_STATUS:
-        alerts.raise_alert(
+        raise_alert(
             session,
             AlertKind.UNKNOWN_STATUS,
             link=link,
@@ -187,7 +187,7 @@ def apply_observation(
         updated_at=now,
     )
     if decision.alert is not None:
-        alerts.raise_alert(
+        raise_alert(
             session,
             decision.alert,
             link=link,

@@ -27,7 +27,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic.json_schema import models_json_schema
 from sqlmodel import Session
 
-from models import history, summary
+from models import history, reports
 from models.batch import Entry, NumberResult, link_numbers, unlink_numbers
 from models.db import transaction
 from models.links import ConcurrentChange, load, retry_concurrent
@@ -304,7 +304,7 @@ def request_unlink(path: LinkPath) -> NumberResultOut:
 )
 def list_links(query: LinkListQuery) -> LinkPage:
     with _read_session() as session:
-        rows = summary.list_links(
+        rows = reports.links_page(
             session,
             provider=query.provider,
             campaign_id=query.campaign_id,
@@ -383,11 +383,13 @@ def link_history(path: LinkPath, query: PageQuery) -> AuditPage:
 def campaign_summary(path: CampaignPath) -> CampaignSummary:
     provider = _configured(path.provider)
     with _read_session() as session:
-        counts = summary.campaign_counts(session, provider, path.campaign_id)
+        rows = reports.state_counts(session, provider=provider, campaign_id=path.campaign_id)
+    found = {row.state: row.count for row in rows}
+    counts = {state.value: found.get(state.value, 0) for state in State}
     return CampaignSummary(
         provider=provider,
         campaign_id=path.campaign_id,
-        counts=Counts(**{state.value: counts[state] for state in State}),
+        counts=Counts(**counts),
         total=sum(counts.values()),
     )
 

@@ -10,7 +10,8 @@ a constant with the token, so changing ``API_TOKEN`` logs everyone out. Without
 ``API_TOKEN`` every page refuses with 403 and says why. Login and logout are POST forms
 carrying a per-session CSRF token; the cookie is HttpOnly and SameSite=Lax.
 
-Every query is a plain function of :mod:`models.reports` and :mod:`models.history`.
+Every query is a plain function of :mod:`models.reports`, :mod:`models.problems` and
+:mod:`models.history`.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from sqlmodel import Session
 
 from models import history, reports
 from models.numbers import InvalidNumber, lookup_e164
+from models.problems import Problem, problem_counts, problem_links
 from models.statemachine import PENDING, State
 from models.tables import utcnow
 from webhooks.services import services
@@ -197,10 +199,10 @@ def index() -> Any:
     stuck_after = timedelta(seconds=svc.settings.stuck_after_seconds)
     with Session(svc.engine) as db:
         counts = reports.state_counts(db)
-        problems, problem_total = reports.problem_links(
+        problems, problem_total = problem_links(
             db, stuck_after=stuck_after, limit=PROBLEM_LIMIT, now=now
         )
-        kind_counts = reports.problem_counts(db, stuck_after=stuck_after, now=now)
+        kind_counts = problem_counts(db, stuck_after=stuck_after, now=now)
         buckets = reports.transitions_per_hour(db, hours=CHART_HOURS, now=now)
 
     rows: dict[tuple[str, str], dict[str, int]] = {}
@@ -211,7 +213,7 @@ def index() -> Any:
         for (p, cid), per_state in sorted(rows.items())
     ]
     totals = {s.value: sum(r.counts.get(s.value, 0) for r in campaigns) for s in State}
-    by_kind: dict[str, list[reports.Problem]] = {"failed": [], "stuck": [], "drifted": []}
+    by_kind: dict[str, list[Problem]] = {"failed": [], "stuck": [], "drifted": []}
     for problem in problems:
         by_kind.setdefault(problem.kind, []).append(problem)
     return render_template(

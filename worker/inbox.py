@@ -17,7 +17,7 @@ import structlog
 from sqlmodel import Session, col, select
 
 from common.metrics import INBOX_OUTCOMES
-from models.alerts import raise_alert
+from models.alerts.outbox import raise_alert
 from models.db import transaction
 from models.inbox import FAILED, MAX_ATTEMPTS, lock_unprocessed, record_outcome, unprocessed_ids
 from models.links import apply_observation

@@ -21,7 +21,7 @@ import structlog
 from sqlmodel import Session
 
 from common import crashpoints
-from models.alerts import raise_alert
+from models.alerts.outbox import raise_alert
 from models.db import transaction
 from models.links import apply_observation
 from models.polling import Cadence, Claim, campaign_sizes, claim_due, reschedule
