@@ -44,15 +44,15 @@ T = TypeVar("T")
 CONCURRENT_ATTEMPTS = 3
 
 
-def retry_concurrent(transaction: Callable[[], T], *, attempts: int = CONCURRENT_ATTEMPTS) -> T:
-    """Run ``transaction`` (one whole unit of work, opened and committed inside it) again when
-    a link changed under it; the last :class:`ConcurrentChange` propagates."""
+def retry_concurrent(work: Callable[[], T], *, attempts: int = CONCURRENT_ATTEMPTS) -> T:
+    """Run ``work`` (a whole transaction, opened and committed inside it) again when a link
+    changed under it; the last :class:`ConcurrentChange` propagates."""
     for _ in range(attempts - 1):
         try:
-            return transaction()
+            return work()
         except ConcurrentChange:
             pass
-    return transaction()
+    return work()
 
 
 def snapshot(link: Link) -> LinkSnapshot:

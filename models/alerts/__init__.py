@@ -10,6 +10,6 @@ delivered later by ``worker.alerting``. One module per job:
   and retrying rows;
 * :mod:`.messages` — the text and JSON a row is delivered as.
 
-This package module imports none of them: :mod:`models.statemachine` imports
-:mod:`.kinds`, and the others import the state machine.
+This package module imports none of them: :mod:`models.statemachine` imports :mod:`.kinds`,
+and some of the others import the state machine, which would make a circle.
 """

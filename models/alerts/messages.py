@@ -87,4 +87,4 @@ def render(claim: Claimed) -> Message:
     text = "\n".join(lines)
     doc["title"] = title
     doc["text"] = text
-    return Message(title=title, text=text, doc=doc, severity=kind.severity)
+    return Message(title=title, text=text, doc=doc, severity=kind.severity.value)
