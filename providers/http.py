@@ -41,11 +41,9 @@ __all__ = [
     "RATE_LIMITED_DEFAULT_PENALTY",
     "TEMPORARY_STATUSES",
     "decode_json",
-    "e164_to_digits",
     "endpoint_name",
     "error_json",
     "error_text",
-    "is_e164",
     "make_http_client",
     "malformed",
     "parse_retry_after",
@@ -53,7 +51,6 @@ __all__ = [
     "raise_for_status",
     "ratelimit_reset",
     "retry_hint",
-    "wire_to_e164",
 ]
 
 #: Statuses worth retrying (the Telnyx SDK's policy, REFERENCE §6); plus every 5xx.
@@ -392,31 +389,3 @@ def malformed(response: httpx.Response, provider: str, problem: str) -> Malforme
         status=response.status_code,
         timed_out=method not in _IDEMPOTENT,
     )
-
-
-# --- phone numbers: E.164 inside, each provider's format on the wire -----------------------
-
-_E164 = re.compile(r"\+[1-9][0-9]{7,14}")
-_DIGITS = re.compile(r"[1-9][0-9]{7,14}")
-
-
-def is_e164(number: object) -> bool:
-    return isinstance(number, str) and _E164.fullmatch(number) is not None
-
-
-def e164_to_digits(number: str) -> str:
-    """``+15551234567`` -> ``15551234567`` (Plivo's wire format). Raises ValueError."""
-    if not is_e164(number):
-        raise ValueError(f"not an E.164 number: {str(number)[:40]!r}")
-    return number[1:]
-
-
-def wire_to_e164(value: object) -> str:
-    """A provider's number (``15551234567`` or ``+15551234567``) as E.164. Raises ValueError."""
-    if isinstance(value, bool) or not isinstance(value, str | int):
-        raise ValueError(f"not a phone number: {str(value)[:40]!r}")
-    text = str(value).strip()
-    digits = text[1:] if text.startswith("+") else text
-    if _DIGITS.fullmatch(digits) is None:
-        raise ValueError(f"not a phone number: {text[:40]!r}")
-    return "+" + digits

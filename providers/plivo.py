@@ -32,6 +32,7 @@ from urllib.parse import parse_qs, quote, urlparse, urlunparse
 
 import httpx
 
+from models.numbers import InvalidNumber, is_e164, to_e164
 from models.statemachine import Direction, Signal
 
 from .base import (
@@ -50,15 +51,24 @@ from .base import (
 )
 from .http import (
     decode_json,
-    e164_to_digits,
     error_json,
     make_http_client,
     malformed,
     perform_checked,
-    wire_to_e164,
 )
 
 NAME = "plivo"
+
+
+# --- numbers on the wire: digits without "+" (read back with models.numbers.to_e164) ------
+
+
+def e164_to_digits(number: str) -> str:
+    """``+15551234567`` -> ``15551234567``. Raises ValueError."""
+    if not is_e164(number):
+        raise InvalidNumber(f"not an E.164 number: {str(number)[:40]!r}")
+    return number[1:]
+
 
 # --- status tables (REFERENCE §8.1) -------------------------------------------------------
 
@@ -343,7 +353,7 @@ class PlivoClient(ProviderClient):
             if not isinstance(status, str):
                 raise malformed(response, NAME, "a number without a string 'status'")
             try:
-                number = wire_to_e164(item.get("number"))
+                number = to_e164(item.get("number"))
             except ValueError as exc:
                 raise malformed(response, NAME, str(exc)) from exc
             signal, direction = map_api_status(status)
@@ -645,7 +655,7 @@ class PlivoCallbackHandler(CallbackHandler):
         if "," in number_raw:
             raise CallbackParseError("plivo: callback names several numbers")
         try:
-            number = wire_to_e164(number_raw)
+            number = to_e164(number_raw)
         except ValueError as exc:
             raise CallbackParseError(f"plivo: {exc}") from exc
         campaign_id = self._scalar(fields, CAMPAIGN_KEYS, "campaign id")

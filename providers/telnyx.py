@@ -35,6 +35,7 @@ import httpx
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from models.numbers import is_e164
 from models.statemachine import Direction, Signal
 
 from .base import (
@@ -53,7 +54,6 @@ from .base import (
 from .http import (
     decode_json,
     error_json,
-    is_e164,
     make_http_client,
     malformed,
     perform_checked,

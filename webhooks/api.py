@@ -27,10 +27,10 @@ from pydantic import BaseModel, ValidationError
 from pydantic.json_schema import models_json_schema
 from sqlmodel import Session
 
-from models import history, summary
-from models.batch import Entry, link_numbers, unlink_numbers
+from models import history, reports
+from models.batch import Entry, NumberResult, link_numbers, unlink_numbers
 from models.db import transaction
-from models.links import ConcurrentChange, load
+from models.links import ConcurrentChange, load, retry_concurrent
 from models.numbers import InvalidNumber, to_e164_us
 from models.statemachine import Source, State
 from webhooks.auth import authorized
@@ -59,8 +59,6 @@ PREFIX = "/api/v1"
 bp = Blueprint("api", __name__, url_prefix=PREFIX)
 log = structlog.get_logger(__name__)
 
-#: A request that lost a race with the worker is retried this many times before a 503.
-ATTEMPTS = 3
 #: Ids are BIGINT at most; a larger cursor would overflow the database parameter.
 MAX_ID = 2**63 - 1
 
@@ -257,16 +255,12 @@ NOT_FOUND = {404: "number not known to dlcsync"}
 def request_links(body: LinkRequest) -> LinkResults:
     provider = _configured(body.provider)
     entries = [Entry(raw, line=i) for i, raw in enumerate(body.numbers)]
-    for attempt in range(1, ATTEMPTS + 1):
-        try:
-            with transaction(services().engine) as session:
-                results = link_numbers(
-                    session, provider, body.campaign_id, entries, source=Source.API
-                )
-            break
-        except ConcurrentChange:
-            if attempt == ATTEMPTS:
-                raise
+
+    def record() -> list[NumberResult]:
+        with transaction(services().engine) as session:
+            return link_numbers(session, provider, body.campaign_id, entries, source=Source.API)
+
+    results = retry_concurrent(record)
     return LinkResults(
         results=[
             NumberResultOut(number=r.number, accepted=r.accepted, reason=r.reason) for r in results
@@ -289,16 +283,12 @@ def request_links(body: LinkRequest) -> LinkResults:
 def request_unlink(path: LinkPath) -> NumberResultOut:
     provider = _configured(path.provider)
     number = _number(path.number)
-    for attempt in range(1, ATTEMPTS + 1):
-        try:
-            with transaction(services().engine) as session:
-                (result,) = unlink_numbers(
-                    session, provider, [Entry(number, line=0)], source=Source.API
-                )
-            break
-        except ConcurrentChange:
-            if attempt == ATTEMPTS:
-                raise
+
+    def record() -> list[NumberResult]:
+        with transaction(services().engine) as session:
+            return unlink_numbers(session, provider, [Entry(number, line=0)], source=Source.API)
+
+    (result,) = retry_concurrent(record)
     if not result.accepted:
         raise ApiError(404, "not_found", f"{number} is not managed by dlcsync at {provider}")
     return NumberResultOut(number=result.number, accepted=True, reason=result.reason)
@@ -314,7 +304,7 @@ def request_unlink(path: LinkPath) -> NumberResultOut:
 )
 def list_links(query: LinkListQuery) -> LinkPage:
     with _read_session() as session:
-        rows = summary.list_links(
+        rows = reports.links_page(
             session,
             provider=query.provider,
             campaign_id=query.campaign_id,
@@ -393,11 +383,13 @@ def link_history(path: LinkPath, query: PageQuery) -> AuditPage:
 def campaign_summary(path: CampaignPath) -> CampaignSummary:
     provider = _configured(path.provider)
     with _read_session() as session:
-        counts = summary.campaign_counts(session, provider, path.campaign_id)
+        rows = reports.state_counts(session, provider=provider, campaign_id=path.campaign_id)
+    found = {row.state: row.count for row in rows}
+    counts = {state.value: found.get(state.value, 0) for state in State}
     return CampaignSummary(
         provider=provider,
         campaign_id=path.campaign_id,
-        counts=Counts(**{state.value: counts[state] for state in State}),
+        counts=Counts(**counts),
         total=sum(counts.values()),
     )
 

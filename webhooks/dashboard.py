@@ -10,14 +10,14 @@ a constant with the token, so changing ``API_TOKEN`` logs everyone out. Without
 ``API_TOKEN`` every page refuses with 403 and says why. Login and logout are POST forms
 carrying a per-session CSRF token; the cookie is HttpOnly and SameSite=Lax.
 
-Every query is a plain function of :mod:`models.reports` and :mod:`models.history`.
+Every query is a plain function of :mod:`models.reports`, :mod:`models.problems` and
+:mod:`models.history`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import re
 import secrets
 import time
 from collections.abc import Callable
@@ -32,7 +32,8 @@ from flask.blueprints import BlueprintSetupState
 from sqlmodel import Session
 
 from models import history, reports
-from models.numbers import InvalidNumber, to_e164_us
+from models.numbers import InvalidNumber, lookup_e164
+from models.problems import Problem, problem_counts, problem_links
 from models.statemachine import PENDING, State
 from models.tables import utcnow
 from webhooks.services import services
@@ -48,7 +49,6 @@ PROBLEM_LIMIT = 200
 CAMPAIGN_LIMIT = 500
 CHART_HOURS = 24
 _KEY_LABEL = b"dlcsync dashboard session key v1"
-_LOOSE_NUMBER = re.compile(r"\+?[1-9][0-9]{7,14}")
 
 
 def session_key(api_token: str) -> str:
@@ -199,10 +199,10 @@ def index() -> Any:
     stuck_after = timedelta(seconds=svc.settings.stuck_after_seconds)
     with Session(svc.engine) as db:
         counts = reports.state_counts(db)
-        problems, problem_total = reports.problem_links(
+        problems, problem_total = problem_links(
             db, stuck_after=stuck_after, limit=PROBLEM_LIMIT, now=now
         )
-        kind_counts = reports.problem_counts(db, stuck_after=stuck_after, now=now)
+        kind_counts = problem_counts(db, stuck_after=stuck_after, now=now)
         buckets = reports.transitions_per_hour(db, hours=CHART_HOURS, now=now)
 
     rows: dict[tuple[str, str], dict[str, int]] = {}
@@ -213,7 +213,7 @@ def index() -> Any:
         for (p, cid), per_state in sorted(rows.items())
     ]
     totals = {s.value: sum(r.counts.get(s.value, 0) for r in campaigns) for s in State}
-    by_kind: dict[str, list[reports.Problem]] = {"failed": [], "stuck": [], "drifted": []}
+    by_kind: dict[str, list[Problem]] = {"failed": [], "stuck": [], "drifted": []}
     for problem in problems:
         by_kind.setdefault(problem.kind, []).append(problem)
     return render_template(
@@ -234,17 +234,6 @@ def index() -> Any:
     )
 
 
-def normalise_number(raw: str) -> str:
-    """E.164 from what a person typed (``(202) 555-0143``, ``12025550143``...)."""
-    try:
-        return to_e164_us(raw)
-    except InvalidNumber:
-        compact = re.sub(r"[\s().-]", "", raw)
-        if _LOOSE_NUMBER.fullmatch(compact):
-            return compact if compact.startswith("+") else "+" + compact
-        raise
-
-
 @bp.get("/number")
 @login_required
 def number() -> Any:
@@ -253,7 +242,7 @@ def number() -> Any:
     if not raw:
         return redirect(url_for("dashboard.index"))
     try:
-        e164 = normalise_number(raw)
+        e164 = lookup_e164(raw)
     except InvalidNumber as exc:
         return (
             render_template(

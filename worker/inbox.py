@@ -18,7 +18,7 @@ import structlog
 from sqlmodel import Session, col, select
 
 from common.metrics import INBOX_OUTCOMES
-from models.alerts import raise_alert
+from models.alerts.outbox import raise_alert
 from models.apply import Item, apply_batch
 from models.db import transaction
 from models.inbox import (
