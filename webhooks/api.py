@@ -192,7 +192,7 @@ def _concurrent(exc: ConcurrentChange) -> tuple[Any, int]:
 
 
 def _configured(provider: str) -> str:
-    if provider not in services().settings.enabled_providers():
+    if not services().specs[provider].enabled(services().settings):
         raise ApiError(400, "provider_not_configured", f"provider {provider} is not configured")
     return provider
 

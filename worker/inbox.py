@@ -198,8 +198,3 @@ def sweep_inbox(
     for start in range(0, len(ids), batch):
         enqueue(ids[start : start + batch])
     return len(ids)
-
-
-def pending_count(engine: sa.Engine) -> int:
-    with Session(engine) as session:
-        return len(session.exec(select(InboxItem.id).where(col(InboxItem.outcome).is_(None))).all())

@@ -50,8 +50,6 @@ log = structlog.get_logger(__name__)
 
 #: Numbers per link request for providers that take many at once (Plivo).
 LINK_BATCH = 100
-#: Records per page of the providers' list endpoints (what the adapters ask for).
-LIST_PAGE_SIZE = {"plivo": 20, "telnyx": 100}
 
 
 @dataclass
@@ -281,7 +279,7 @@ class Reconciler:
             return False
         with Session(self.engine) as session:
             size = campaign_sizes(session, provider, [campaign_id]).get(campaign_id, due)
-        pages = max(1, math.ceil(size / LIST_PAGE_SIZE.get(provider, 20)))
+        pages = max(1, math.ceil(size / self.clients[provider].page_size))
         return pages < due
 
     # -- recording results -------------------------------------------------------------------
