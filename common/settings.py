@@ -57,16 +57,3 @@ class Settings(BaseSettings):
     @property
     def alert_url_list(self) -> list[str]:
         return (self.alert_urls or "").split()
-
-    @property
-    def plivo_enabled(self) -> bool:
-        return bool(self.plivo_auth_id and self.plivo_auth_token)
-
-    @property
-    def telnyx_enabled(self) -> bool:
-        return self.telnyx_api_key is not None and bool(self.telnyx_api_key.get_secret_value())
-
-    def enabled_providers(self) -> list[str]:
-        return [
-            p for p, on in (("plivo", self.plivo_enabled), ("telnyx", self.telnyx_enabled)) if on
-        ]

@@ -24,6 +24,7 @@ import click
 import httpx
 
 from common.settings import Settings
+from providers.registry import enabled_providers
 
 BIN = Path(sys.executable).parent
 SAMPLE_CAMPAIGNS = {"plivo": ["CSAMPL1", "CSAMPL2"], "telnyx": ["TSAMPLE-1", "TSAMPLE-2"]}
@@ -103,7 +104,7 @@ def run(port: int | None, sandbox_port: int, samples: bool, worker_concurrency: 
         env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     sup = Supervisor(logdir, env)
     settings = Settings()
-    use_sandbox = not (settings.plivo_enabled or settings.telnyx_enabled)
+    use_sandbox = not enabled_providers(settings)
 
     def _stop(signum: int, _frame: FrameType | None) -> None:
         raise KeyboardInterrupt
@@ -206,7 +207,7 @@ def _link_samples(settings: Settings) -> None:
     engine = make_engine(settings.database_url)
     total = 0
     with transaction(engine) as session:
-        for p, provider in enumerate(settings.enabled_providers()):
+        for p, provider in enumerate(enabled_providers(settings)):
             for c, campaign in enumerate(SAMPLE_CAMPAIGNS.get(provider, ["SAMPLE1"])):
                 numbers = [f"+1312{5 + p}{c}{i:05d}" for i in range(15)]
                 results = link_numbers(

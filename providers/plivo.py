@@ -27,7 +27,8 @@ import hmac
 import json
 import re
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import parse_qs, quote, urlparse, urlunparse
 
 import httpx
@@ -56,6 +57,10 @@ from .http import (
     malformed,
     perform_checked,
 )
+from .spec import ClientWiring, ProviderSpec
+
+if TYPE_CHECKING:
+    from common.settings import Settings
 
 NAME = "plivo"
 
@@ -672,3 +677,56 @@ class PlivoCallbackHandler(CallbackHandler):
             provider_time=None,  # Plivo sends no timestamp
             reason=reason,
         )
+
+
+# --- what the rest of dlcsync knows about Plivo ------------------------------------------
+
+
+@dataclass(frozen=True)
+class PlivoConfig:
+    auth_id: str
+    auth_token: str
+    api_url: str
+
+
+def plivo_config(settings: Settings) -> PlivoConfig | None:
+    """Enabled when both ``PLIVO_AUTH_ID`` and ``PLIVO_AUTH_TOKEN`` are set."""
+    token = settings.plivo_auth_token.get_secret_value() if settings.plivo_auth_token else ""
+    if not settings.plivo_auth_id or not token:
+        return None
+    return PlivoConfig(settings.plivo_auth_id, token, settings.plivo_api_url)
+
+
+def _client(config: PlivoConfig, wiring: ClientWiring) -> PlivoClient:
+    http = make_plivo_http(
+        config.api_url, config.auth_id, config.auth_token, transport=wiring.transport
+    )
+    return PlivoClient(
+        http,
+        config.auth_id,
+        wiring.callback_url,
+        limiter=wiring.limiter,
+        page_size=wiring.page_size,
+    )
+
+
+def _callback_handler(settings: Settings) -> PlivoCallbackHandler:
+    token = settings.plivo_auth_token.get_secret_value() if settings.plivo_auth_token else ""
+    return PlivoCallbackHandler([token] if token else [])
+
+
+SPEC: ProviderSpec[PlivoConfig] = ProviderSpec(
+    name=NAME,
+    env=("PLIVO_AUTH_ID", "PLIVO_AUTH_TOKEN"),
+    config=plivo_config,
+    rate_limit=lambda settings: settings.plivo_rate_limit_per_second,
+    # REFERENCE §1.2: the maximum is UNCONFIRMED; Plivo's other list APIs cap at 20.
+    page_size=20,
+    kept_headers=frozenset(
+        {"content-type", "user-agent", *V3_HEADERS, V3_NONCE, *V2_HEADERS, V2_NONCE}
+    ),
+    # We ask for POST, but the callback ``method`` is ours to choose: a GET is accepted too.
+    accepts_get=True,
+    callback_handler=_callback_handler,
+    client=_client,
+)

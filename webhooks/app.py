@@ -27,7 +27,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
 
-    from providers.registry import build_callback_handlers
+    from providers.registry import SPECS, build_callback_handlers
 
     celery = None
     if "enqueue" not in overrides or "broker_ping" not in overrides:
@@ -46,13 +46,15 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
         overrides.setdefault("broker_ping", _ping)
 
     enqueue_fn: Callable[..., None] = overrides.pop("enqueue")
+    specs = overrides.pop("specs", SPECS)
     app.extensions["dlcsync"] = Services(
         settings=settings,
         # No pre-ping per checkout: a dead connection fails the request with a 503 (the
         # provider retries) and the pool replaces it; the ping cost a round trip per webhook.
         engine=overrides.pop("engine", None)
         or make_engine(settings.database_url, pool_pre_ping=False),
-        handlers=overrides.pop("handlers", None) or build_callback_handlers(settings),
+        specs=specs,
+        handlers=overrides.pop("handlers", None) or build_callback_handlers(settings, specs),
         enqueue=enqueue_fn,
         broker_ping=overrides.pop("broker_ping"),
         publisher=BatchPublisher(lambda ids: enqueue_fn(PROCESS_INBOX, ids)),

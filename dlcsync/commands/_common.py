@@ -15,13 +15,10 @@ from rich.console import Console
 
 from common.settings import Settings
 from models.db import make_engine
+from providers.registry import SPECS, Specs, enabled_providers
 
-#: The environment variables that turn each provider on (DESIGN §3).
-PROVIDER_ENV = {
-    "plivo": ("PLIVO_AUTH_ID", "PLIVO_AUTH_TOKEN"),
-    "telnyx": ("TELNYX_API_KEY",),
-}
-PROVIDERS = tuple(PROVIDER_ENV)
+#: The providers dlcsync has adapters for (``--provider`` choices).
+PROVIDERS = tuple(SPECS)
 #: Rows printed in a table of rejected numbers or problems before "and N more".
 MAX_ROWS = 50
 
@@ -43,14 +40,23 @@ def engine_of(settings: Settings) -> Iterator[sa.Engine]:
         engine.dispose()
 
 
-def require_provider(settings: Settings, provider: str) -> None:
+def require_provider(settings: Settings, provider: str, specs: Specs = SPECS) -> None:
     """A usage error naming the variables to set when ``provider`` has no credentials."""
-    if provider in settings.enabled_providers():
+    if specs[provider].enabled(settings):
         return
-    names = " and ".join(PROVIDER_ENV[provider])
+    names = " and ".join(specs[provider].env)
     raise click.UsageError(
         f"provider {provider} is not configured: set {names} in the environment (or .env)"
     )
+
+
+def configured_providers(settings: Settings, specs: Specs = SPECS) -> list[str]:
+    """The providers with credentials; a usage error naming what to set when there is none."""
+    providers = enabled_providers(settings, specs)
+    if not providers:
+        names = "; ".join(" and ".join(spec.env) for spec in specs.values())
+        raise click.UsageError(f"no provider is configured: set {names}")
+    return providers
 
 
 provider_option = click.option(
