@@ -154,7 +154,10 @@ def export(
     # CRLF (RFC 4180): with "\n" alone, the csv module leaves a field holding "\r" unquoted,
     # and a provider's reason with a carriage return would split its row in two.
     writer = csv.writer(output, lineterminator="\r\n")
-    writer.writerow(columns)
     with engine_of(settings) as engine:
-        for row in stream_rows(engine, fetch, columns):
-            writer.writerow(row)
+        rows = stream_rows(engine, fetch, columns)
+        first = next(rows, None)  # the database answers before anything is written
+        writer.writerow(columns)
+        if first is not None:
+            writer.writerow(first)
+            writer.writerows(rows)
