@@ -30,6 +30,8 @@ class Settings(BaseSettings):
     telnyx_api_url: str = "https://api.telnyx.com"
 
     api_token: SecretStr | None = None
+    #: Signs the dashboard's session cookie; never derived from ``api_token`` (DESIGN §3).
+    secret_key: SecretStr | None = None
     alert_urls: str | None = None
 
     poll_interval_seconds: int = Field(default=60, gt=0)
@@ -48,6 +50,15 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_is_unset(cls, value: str | None) -> str | None:
         return value or None
+
+    @field_validator("secret_key")
+    @classmethod
+    def _empty_secret_is_unset(cls, value: SecretStr | None) -> SecretStr | None:
+        return value if value is not None and value.get_secret_value() else None
+
+    @property
+    def public_url_is_https(self) -> bool:
+        return self.public_url.lower().startswith("https://")
 
     @property
     def poll_backoff_cap_seconds(self) -> int:

@@ -61,6 +61,14 @@ class Supervisor:
                 os.killpg(proc.pid, signal.SIGKILL)
 
 
+def process_secrets(env: dict[str, str]) -> dict[str, str]:
+    """``API_TOKEN`` and ``SECRET_KEY`` for the processes: the environment's, else random
+    (256 bits each, and independent: the cookie key is never derived from the token)."""
+    return {
+        name: env.get(name) or secrets.token_urlsafe(32) for name in ("API_TOKEN", "SECRET_KEY")
+    }
+
+
 def _wait_http(url: str, timeout: float, sup: Supervisor, name: str) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -92,8 +100,7 @@ def run(port: int | None, sandbox_port: int, samples: bool, worker_concurrency: 
     env = dict(os.environ)
     port = port or int(env.get("PORT", "8000"))
     env.setdefault("PUBLIC_URL", f"http://127.0.0.1:{port}")
-    if not env.get("API_TOKEN"):
-        env["API_TOKEN"] = secrets.token_urlsafe(16)
+    env.update(process_secrets(env))
     logdir = Path("var/log").resolve()
     if not env.get("PROMETHEUS_MULTIPROC_DIR"):
         # Multiprocess metrics (web workers + Celery): this run owns every process, so it

@@ -12,6 +12,7 @@ from werkzeug.exceptions import HTTPException
 from common.logs import bind_request_id, request_id_from
 from common.settings import Settings
 from models.db import make_engine
+from webhooks.auth import check_api_token
 from webhooks.publisher import BatchPublisher
 from webhooks.services import MAX_BODY_BYTES, Services, error
 from worker.celery_app import PROCESS_INBOX
@@ -24,6 +25,7 @@ log = structlog.get_logger(__name__)
 
 def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     settings = settings or Settings()
+    check_api_token(settings.api_token)  # raises ConfigurationError: the process stops
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
 

@@ -1,4 +1,5 @@
-"""Helpers shared by the commands: console, engine, provider and time options."""
+"""Helpers shared by the commands: console, engine, provider and time options, and the one
+place that turns an unreachable database or broker into a one-line error."""
 
 from __future__ import annotations
 
@@ -38,6 +39,65 @@ def engine_of(settings: Settings) -> Iterator[sa.Engine]:
         yield engine
     finally:
         engine.dispose()
+
+
+#: Driver messages that mean "the schema is missing or older than this build".
+_UNMIGRATED = (
+    "no such table",  # SQLite
+    "no such column",
+    "does not exist",  # PostgreSQL: relation/column "..." does not exist
+    "undefinedtable",
+    "undefinedcolumn",
+)
+
+
+def _first_line(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None)
+    lines = str(orig or exc).strip().splitlines()
+    return lines[0][:300] if lines else type(orig or exc).__name__
+
+
+def database_label(url: str) -> str:
+    """The database URL without its password, for messages."""
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "the configured DATABASE_URL"
+
+
+def explain_failure(exc: BaseException, settings: Settings) -> str | None:
+    """A one-line message for a database or broker failure, else None (a real bug).
+
+    Used by the CLI group for every command, so none of them prints a traceback when
+    PostgreSQL or Redis is down or ``dlcsync db upgrade`` was never run.
+    """
+    if isinstance(exc, sa.exc.SQLAlchemyError):
+        where = database_label(settings.database_url)
+        text = f"{type(getattr(exc, 'orig', None) or exc).__name__} {_first_line(exc)}".lower()
+        if isinstance(exc, sa.exc.ProgrammingError | sa.exc.OperationalError) and any(
+            marker in text for marker in _UNMIGRATED
+        ):
+            return (
+                f"the database {where} is not migrated (or older than this dlcsync): "
+                f"run `dlcsync db upgrade` first ({_first_line(exc)})"
+            )
+        if isinstance(exc, sa.exc.DBAPIError | sa.exc.TimeoutError):
+            return f"cannot use the database {where}: {_first_line(exc)}"
+        return None
+    from alembic.util.exc import CommandError
+
+    if isinstance(exc, CommandError):  # `db check` on a schema behind the migrations
+        return f"database schema check failed: {_first_line(exc)} (run `dlcsync db upgrade`)"
+    if _is_broker_error(exc):
+        return f"cannot reach the broker (REDIS_URL): {_first_line(exc)}"
+    return None
+
+
+def _is_broker_error(exc: BaseException) -> bool:
+    import redis
+    from kombu.exceptions import OperationalError as KombuOperationalError
+
+    return isinstance(exc, redis.RedisError | KombuOperationalError)
 
 
 def require_provider(settings: Settings, provider: str, specs: Specs = SPECS) -> None:

@@ -34,6 +34,7 @@ from dlcsync.commands._common import (
     PROVIDERS,
     console,
     engine_of,
+    explain_failure,
     require_provider,
 )
 from dlcsync.csvinput import CsvInputError, read_numbers
@@ -152,11 +153,8 @@ def _run(
         try:
             results = _record_all(out, engine, entries, record, dry_run)
         except sa.exc.SQLAlchemyError as exc:
-            orig = getattr(exc, "orig", None)
-            first = str(orig or exc).strip().splitlines()
-            raise click.ClickException(
-                f"database error, nothing was written: {first[0] if first else type(exc).__name__}"
-            ) from None
+            why = explain_failure(exc, settings) or f"database error: {type(exc).__name__}"
+            raise click.ClickException(f"database error, nothing was written: {why}") from None
     outcome = Outcome(sorted(problems + results, key=lambda r: r.line or 0))
     _print_summary(out, outcome, title, dry_run)
     if outcome.new and not dry_run:
