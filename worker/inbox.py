@@ -20,7 +20,7 @@ from common.metrics import INBOX_OUTCOMES
 from models.alerts import raise_alert
 from models.db import transaction
 from models.inbox import FAILED, MAX_ATTEMPTS, lock_unprocessed, record_outcome, unprocessed_ids
-from models.links import apply_observation
+from models.links import apply_observation, load
 from models.statemachine import AlertKind, Observation, Source, Verdict
 from models.tables import InboxItem, Link, utcnow
 from providers.base import CallbackHandler, CallbackRequest
@@ -52,6 +52,9 @@ def _apply_one(
     event = handler.parse(stored_request(item))
     if not event.relevant or event.number is None:
         return Verdict.IGNORED.value, event.ignore_reason or "not about a number assignment"
+    # The callback may name the link's campaign by another of its ids (Telnyx: the UUID in
+    # campaignId, the TCR id of a shared campaign in tcrCampaignId): the link's id is used then.
+    link = load(session, item.provider, event.number)
     obs = Observation(
         source=Source.WEBHOOK,
         provider_status=event.provider_status,
@@ -60,7 +63,7 @@ def _apply_one(
         observed_at=min(event.provider_time or item.received_at, item.received_at),
         signal=event.signal,
         direction=event.direction,
-        campaign_id=event.campaign_id,
+        campaign_id=event.campaign_for(link.campaign_id if link is not None else None),
         reason=event.reason,
         provider_time=event.provider_time,
     )
