@@ -112,6 +112,7 @@ class Sandbox:
 
     def __init__(self, config: SandboxConfig) -> None:
         config.validate()
+        telnyx_spec.load()
         self._initial = config.copy()
         self._cfg = config.copy()
         self._cfg_lock = threading.Lock()

@@ -67,6 +67,12 @@ def spec_text() -> str:
     return resources.files("sandbox").joinpath("specs", SPEC_FILE).read_text(encoding="utf-8")
 
 
+def load() -> None:
+    """Parse the document now (it takes a while), not on the first request."""
+    _openapi()
+    _free_templates()
+
+
 @cache
 def _openapi() -> OpenAPI:
     document = yaml.safe_load(spec_text())
@@ -92,11 +98,7 @@ class _SpecRequest:
 
     @property
     def path(self) -> str:
-        path = str(self.request.path)
-        for alias, canonical in ALIASES.items():
-            if path == alias or path.startswith(alias + "/"):
-                return canonical + path[len(alias) :]
-        return path
+        return _canonical(str(self.request.path))
 
     @property
     def method(self) -> str:
@@ -111,16 +113,22 @@ class _SpecRequest:
         return str(self.request.content_type or "application/octet-stream")
 
 
+def _canonical(path: str) -> str:
+    for alias, canonical in ALIASES.items():
+        if path == alias or path.startswith(alias + "/"):
+            return canonical + path[len(alias) :]
+    return path
+
+
 def check(request: Request) -> Violation | None:
     """``None`` when the request conforms to the spec, else how Telnyx refuses it."""
-    spec_request = _SpecRequest(request)
-    key = _memo_key(spec_request)
+    key = _memo_key(request)
     with _memo_lock:
         if key in _memo:
             _memo.move_to_end(key)
             return _memo[key]
     try:
-        _openapi().validate_request(spec_request)
+        _openapi().validate_request(_SpecRequest(request))
         verdict = None
     except OpenAPIError as exc:
         verdict = _violation(exc)
@@ -141,19 +149,20 @@ _memo_lock = threading.Lock()
 _FREE_PARAM_KEYS = frozenset({"type", "title", "description", "example"})
 
 
-def _memo_key(request: _SpecRequest) -> tuple[str, ...]:
-    path = request.path
+def _memo_key(request: Request) -> tuple[str, ...]:
+    """The request's shape, from the raw WSGI environ (cheap: no parsing)."""
+    environ = request.environ
+    path = _canonical(str(request.path))
     for pattern, template in _free_templates():
         if pattern.fullmatch(path):
             path = template
             break
-    body = request.body or b""
     return (
-        request.method,
+        str(environ.get("REQUEST_METHOD", "")),
         path,
-        str(request.request.query_string),
-        repr(body),
-        request.content_type,
+        str(environ.get("QUERY_STRING", "")),
+        str(environ.get("CONTENT_TYPE", "")),
+        repr(request.get_data(cache=True)),
     )
 
 
