@@ -33,7 +33,7 @@ from models.inbox import (
 from models.polling import poll_soon
 from models.statemachine import AlertKind, Observation, Source, Verdict
 from models.tables import InboxItem, Link, utcnow
-from providers.base import CallbackHandler, CallbackRequest
+from providers.base import CallbackEvent, CallbackHandler, CallbackRequest
 
 log = structlog.get_logger(__name__)
 
@@ -91,12 +91,12 @@ def _apply_rows(
     with transaction(engine) as session:
         now = utcnow()
         items: list[Item] = []
-        aliases: dict[int, tuple[str, ...]] = {}
+        several_ids: dict[int, CallbackEvent] = {}
         for row in lock_unprocessed_many(session, ids):
             assert row.id is not None
             providers[row.id] = row.provider
             try:
-                parsed = _parse(row, handlers.get(row.provider), aliases)
+                parsed = _parse(row, handlers.get(row.provider), several_ids)
             except Exception as exc:  # a poison row: counted below, the others go on
                 log.warning("inbox row failed", inbox_id=row.id, error=str(exc))
                 failed.append((row.id, exc))
@@ -105,7 +105,7 @@ def _apply_rows(
                 items.append(parsed)
             else:
                 results[row.id] = parsed
-        items = _campaigns_as_linked(session, items, aliases)
+        items = _campaigns_as_linked(session, items, several_ids)
         for item, decision in zip(items, apply_batch(session, items, now=now), strict=True):
             assert item.inbox_id is not None
             results[item.inbox_id] = (decision.verdict.value, decision.reason)
@@ -122,10 +122,10 @@ def _apply_rows(
 
 
 def _parse(
-    row: InboxItem, handler: CallbackHandler | None, aliases: dict[int, tuple[str, ...]]
+    row: InboxItem, handler: CallbackHandler | None, several_ids: dict[int, CallbackEvent]
 ) -> Item | tuple[str, str | None]:
     """The observation a stored delivery carries, or its outcome when it carries none.
-    A callback that names its campaign by several ids leaves them in ``aliases``."""
+    A callback that names its campaign by several ids is left in ``several_ids``."""
     if handler is None:
         return Verdict.IGNORED.value, f"provider {row.provider} is off"
     event = handler.parse(stored_request(row))
@@ -145,18 +145,18 @@ def _parse(
     )
     if len(event.campaign_ids) > 1:
         assert row.id is not None
-        aliases[row.id] = event.campaign_ids
+        several_ids[row.id] = event
     return Item(row.provider, event.number, obs, inbox_id=row.id)
 
 
 def _campaigns_as_linked(
-    session: Session, items: list[Item], aliases: Mapping[int, tuple[str, ...]]
+    session: Session, items: list[Item], several_ids: Mapping[int, CallbackEvent]
 ) -> list[Item]:
     """Name each callback's campaign as its link does. Telnyx names a campaign by its UUID
     (``campaignId``) and, for a shared one, by its TCR id (``tcrCampaignId``) too; a link on
     either id is this campaign, so the state machine's "another campaign" rule compares like
     with like. One query for the batch, and only for callbacks with several ids."""
-    keys = {(i.provider, i.number) for i in items if i.inbox_id in aliases}
+    keys = {(i.provider, i.number) for i in items if i.inbox_id in several_ids}
     if not keys:
         return items
     table = Link.__table__  # type: ignore[attr-defined]
@@ -168,9 +168,9 @@ def _campaigns_as_linked(
     linked = {(r.provider, r.number): r.campaign_id for r in rows}
     named: list[Item] = []
     for item in items:
-        ids = aliases.get(item.inbox_id or -1, ())
-        campaign = linked.get((item.provider, item.number))
-        if campaign in ids and campaign != item.obs.campaign_id:
+        event = several_ids.get(item.inbox_id or -1)
+        campaign = event.campaign_for(linked.get((item.provider, item.number))) if event else None
+        if campaign is not None and campaign != item.obs.campaign_id:
             item = dataclasses.replace(
                 item, obs=dataclasses.replace(item.obs, campaign_id=campaign)
             )
