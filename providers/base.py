@@ -119,6 +119,16 @@ class CallbackEvent:
     provider_time: datetime | None = None
     reason: str | None = None
     ignore_reason: str | None = None
+    #: Every id the callback names the campaign by (Telnyx: ``campaignId`` and
+    #: ``tcrCampaignId``), ``campaign_id`` among them.
+    campaign_ids: tuple[str, ...] = ()
+
+    def campaign_for(self, link_campaign: str | None) -> str | None:
+        """The campaign as the link knows it: the link's own id when the callback names the
+        campaign by any of its ids, else ``campaign_id`` (then it is another campaign)."""
+        if link_campaign is not None and link_campaign in self.campaign_ids:
+            return link_campaign
+        return self.campaign_id
 
 
 class RateLimiter(Protocol):

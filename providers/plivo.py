@@ -313,7 +313,9 @@ class PlivoClient(ProviderClient):
         raise malformed(response, NAME, f"the answer does not mention {number}")
 
     def list_campaign(self, campaign_id: str) -> list[NumberStatus]:
-        # No "meta" in the answer: page with limit/offset until a short page (REFERENCE §1.2).
+        # limit/offset paging (REFERENCE §1.2). Plivo's maximum ``limit`` is unconfirmed and it
+        # may answer fewer than we ask, so a short page is not the end: the total is
+        # (``meta.total_count``, else the sum of ``phone_numbers_summary``), or an empty page.
         seen: dict[str, NumberStatus] = {}
         offset = 0
         for _ in range(self.max_pages):
@@ -324,14 +326,18 @@ class PlivoClient(ProviderClient):
                 number_scoped=False,
             )
             page = self._entries(response, campaign_id)
+            if len(page) > self.page_size:
+                raise malformed(
+                    response, NAME, f"{len(page)} numbers on a page of {self.page_size}"
+                )
             new = [e for e in page if e.number not in seen]
             for entry in page:
                 seen[entry.number] = entry
-            total = _summary_total(response)
-            if len(page) < self.page_size or not new or (total is not None and len(seen) >= total):
-                # A short page ends the list, and so does reaching the total of
-                # phone_numbers_summary (no empty last page); a page of only known numbers
-                # means the provider ignores offset, and asking again would loop forever.
+            total = _list_total(response)
+            if not new or (total is not None and len(seen) >= total):
+                # An empty page ends the list, and so does reaching the total; a page of only
+                # known numbers means the provider ignores offset, and asking again would loop
+                # forever.
                 return list(seen.values())
             offset += len(page)
         raise MalformedResponse(
@@ -379,12 +385,20 @@ class PlivoClient(ProviderClient):
 # --- signatures (REFERENCE §3) --------------------------------------------------------------
 
 
-def _summary_total(response: httpx.Response) -> int | None:
-    """Sum of ``phone_numbers_summary`` (counts per status), when the answer has one."""
+def _list_total(response: httpx.Response) -> int | None:
+    """How many numbers the campaign has: ``meta.total_count`` (Plivo's list shape elsewhere)
+    or the sum of ``phone_numbers_summary`` (counts per status); ``None`` when neither."""
     try:
-        summary = response.json().get("phone_numbers_summary")
-    except (ValueError, AttributeError):
+        body = response.json()
+    except ValueError:
         return None
+    if not isinstance(body, dict):
+        return None
+    meta = body.get("meta")
+    count = meta.get("total_count") if isinstance(meta, dict) else None
+    if isinstance(count, int) and not isinstance(count, bool):
+        return count
+    summary = body.get("phone_numbers_summary")
     if not isinstance(summary, dict) or not all(
         isinstance(v, int) and not isinstance(v, bool) for v in summary.values()
     ):

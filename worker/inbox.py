@@ -10,6 +10,7 @@ or loops forever.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable, Mapping
 from datetime import timedelta
 
@@ -31,8 +32,8 @@ from models.inbox import (
 )
 from models.polling import poll_soon
 from models.statemachine import AlertKind, Observation, Source, Verdict
-from models.tables import InboxItem, utcnow
-from providers.base import CallbackHandler, CallbackRequest
+from models.tables import InboxItem, Link, utcnow
+from providers.base import CallbackEvent, CallbackHandler, CallbackRequest
 
 log = structlog.get_logger(__name__)
 
@@ -90,11 +91,12 @@ def _apply_rows(
     with transaction(engine) as session:
         now = utcnow()
         items: list[Item] = []
+        several_ids: dict[int, CallbackEvent] = {}
         for row in lock_unprocessed_many(session, ids):
             assert row.id is not None
             providers[row.id] = row.provider
             try:
-                parsed = _parse(row, handlers.get(row.provider))
+                parsed = _parse(row, handlers.get(row.provider), several_ids)
             except Exception as exc:  # a poison row: counted below, the others go on
                 log.warning("inbox row failed", inbox_id=row.id, error=str(exc))
                 failed.append((row.id, exc))
@@ -103,6 +105,7 @@ def _apply_rows(
                 items.append(parsed)
             else:
                 results[row.id] = parsed
+        items = _campaigns_as_linked(session, items, several_ids)
         for item, decision in zip(items, apply_batch(session, items, now=now), strict=True):
             assert item.inbox_id is not None
             results[item.inbox_id] = (decision.verdict.value, decision.reason)
@@ -118,8 +121,11 @@ def _apply_rows(
     return outcomes
 
 
-def _parse(row: InboxItem, handler: CallbackHandler | None) -> Item | tuple[str, str | None]:
-    """The observation a stored delivery carries, or its outcome when it carries none."""
+def _parse(
+    row: InboxItem, handler: CallbackHandler | None, several_ids: dict[int, CallbackEvent]
+) -> Item | tuple[str, str | None]:
+    """The observation a stored delivery carries, or its outcome when it carries none.
+    A callback that names its campaign by several ids is left in ``several_ids``."""
     if handler is None:
         return Verdict.IGNORED.value, f"provider {row.provider} is off"
     event = handler.parse(stored_request(row))
@@ -137,7 +143,39 @@ def _parse(row: InboxItem, handler: CallbackHandler | None) -> Item | tuple[str,
         reason=event.reason,
         provider_time=event.provider_time,
     )
+    if len(event.campaign_ids) > 1:
+        assert row.id is not None
+        several_ids[row.id] = event
     return Item(row.provider, event.number, obs, inbox_id=row.id)
+
+
+def _campaigns_as_linked(
+    session: Session, items: list[Item], several_ids: Mapping[int, CallbackEvent]
+) -> list[Item]:
+    """Name each callback's campaign as its link does. Telnyx names a campaign by its UUID
+    (``campaignId``) and, for a shared one, by its TCR id (``tcrCampaignId``) too; a link on
+    either id is this campaign, so the state machine's "another campaign" rule compares like
+    with like. One query for the batch, and only for callbacks with several ids."""
+    keys = {(i.provider, i.number) for i in items if i.inbox_id in several_ids}
+    if not keys:
+        return items
+    table = Link.__table__  # type: ignore[attr-defined]
+    rows = session.execute(
+        sa.select(table.c.provider, table.c.number, table.c.campaign_id).where(
+            sa.tuple_(table.c.provider, table.c.number).in_(sorted(keys))
+        )
+    )
+    linked = {(r.provider, r.number): r.campaign_id for r in rows}
+    named: list[Item] = []
+    for item in items:
+        event = several_ids.get(item.inbox_id or -1)
+        campaign = event.campaign_for(linked.get((item.provider, item.number))) if event else None
+        if campaign is not None and campaign != item.obs.campaign_id:
+            item = dataclasses.replace(
+                item, obs=dataclasses.replace(item.obs, campaign_id=campaign)
+            )
+        named.append(item)
+    return named
 
 
 def _record_failure(engine: sa.Engine, inbox_id: int, exc: Exception) -> bool:
