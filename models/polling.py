@@ -94,6 +94,33 @@ def claim_due(
     ]
 
 
+def poll_now(
+    session: Session,
+    *,
+    provider: str | None = None,
+    number: str | None = None,
+    campaign_id: str | None = None,
+    now: datetime | None = None,
+    restart_backoff: bool = False,
+) -> int:
+    """Make the matching links due now; return how many.
+
+    A callback's hint (one number) also restarts the poll backoff: the provider just said
+    something is moving. ``dlcsync reconcile`` keeps each link's backoff.
+    """
+    values: dict[str, object] = {"next_poll_at": now or utcnow()}
+    if restart_backoff:
+        values["poll_attempts"] = 0
+    stmt = sa.update(Link).values(**values).execution_options(synchronize_session=False)
+    if provider is not None:
+        stmt = stmt.where(col(Link.provider) == provider)
+    if number is not None:
+        stmt = stmt.where(col(Link.number) == number)
+    if campaign_id is not None:
+        stmt = stmt.where(col(Link.campaign_id) == campaign_id)
+    return int(session.execute(stmt).rowcount)  # type: ignore[attr-defined]
+
+
 def campaign_sizes(session: Session, provider: str, campaign_ids: Sequence[str]) -> dict[str, int]:
     """How many links we hold per campaign (to choose list versus per-number polling)."""
     rows = session.exec(

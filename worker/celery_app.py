@@ -87,3 +87,9 @@ def create_celery(settings: Settings, *, beat_schedule: dict[str, float] | None 
 def enqueue(app: Celery, task_name: str, *args: Any) -> None:
     """Publish by name without retrying: callers treat a broker outage as "later"."""
     app.send_task(task_name, args=list(args), retry=False)
+
+
+def ping(app: Celery) -> None:
+    """Raise unless the broker answers within a second (``/readyz``)."""
+    with app.connection_for_write() as conn:
+        conn.ensure_connection(max_retries=0, timeout=1)

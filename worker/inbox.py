@@ -21,35 +21,41 @@ from models.alerts import raise_alert
 from models.db import transaction
 from models.inbox import FAILED, MAX_ATTEMPTS, lock_unprocessed, record_outcome, unprocessed_ids
 from models.links import apply_observation
+from models.polling import poll_now
 from models.statemachine import AlertKind, Observation, Source, Verdict
-from models.tables import InboxItem, Link, utcnow
-from providers.base import CallbackHandler, CallbackRequest
+from models.tables import InboxItem, utcnow
+from providers.base import CallbackEvent, CallbackHandler, Trust
+from providers.delivery import stored_event
 
 log = structlog.get_logger(__name__)
 
 
-def stored_request(item: InboxItem) -> CallbackRequest:
-    headers = dict(item.headers)
-    return CallbackRequest(
-        method=headers.pop(":method", "POST"),
-        url=headers.pop(":url", ""),
-        headers=headers,
-        body=item.body,
-        content_type=headers.get("content-type", ""),
-        query=dict(_query(headers.pop(":query", ""))),
+def hint_only(
+    session: Session, provider: str, event: CallbackEvent, trust: Trust
+) -> tuple[str, str] | None:
+    """The outcome of a callback whose signature does not cover its body (Plivo V2), after
+    making its number due for a poll now; ``None`` for a callback that may be applied.
+
+    Nothing of such a body is applied: anyone holding one V2 signature could have written
+    it. Its number is only polled sooner, and the poll tells the truth.
+    """
+    if trust is not Trust.SENDER:
+        return None
+    if event.number is not None:
+        poll_now(session, provider=provider, number=event.number, restart_backoff=True)
+    return (
+        Verdict.IGNORED.value,
+        "the signature does not cover the body (Plivo V2 only): not applied, number polled",
     )
-
-
-def _query(qs: str) -> Iterable[tuple[str, str]]:
-    from urllib.parse import parse_qsl
-
-    return parse_qsl(qs, keep_blank_values=True)
 
 
 def _apply_one(
     session: Session, item: InboxItem, handler: CallbackHandler
 ) -> tuple[str, str | None]:
-    event = handler.parse(stored_request(item))
+    event, trust = stored_event(item, handler)
+    hint = hint_only(session, item.provider, event, trust)
+    if hint is not None:
+        return hint
     if not event.relevant or event.number is None:
         return Verdict.IGNORED.value, event.ignore_reason or "not about a number assignment"
     obs = Observation(
@@ -66,12 +72,7 @@ def _apply_one(
     )
     decision = apply_observation(session, item.provider, event.number, obs, inbox_id=item.id)
     # The callback is a hint: poll the number now, whatever the verdict.
-    session.execute(
-        sa.update(Link)
-        .where(col(Link.provider) == item.provider, col(Link.number) == event.number)
-        .values(next_poll_at=utcnow(), poll_attempts=0)
-        .execution_options(synchronize_session=False)
-    )
+    poll_now(session, provider=item.provider, number=event.number, restart_backoff=True)
     return decision.verdict.value, decision.reason
 
 

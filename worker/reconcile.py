@@ -24,7 +24,7 @@ from common import crashpoints
 from models.alerts import raise_alert
 from models.db import transaction
 from models.links import apply_observation
-from models.polling import Cadence, Claim, campaign_sizes, claim_due, reschedule
+from models.polling import Cadence, Claim, campaign_sizes, claim_due, poll_now, reschedule
 from models.statemachine import (
     AlertKind,
     Decision,
@@ -35,7 +35,7 @@ from models.statemachine import (
     State,
     Verdict,
 )
-from models.tables import Link, utcnow
+from models.tables import utcnow
 from providers.base import (
     CredentialsRejected,
     NotLinked,
@@ -101,13 +101,8 @@ class Reconciler:
 
     def make_due(self, *, provider: str | None = None, campaign_id: str | None = None) -> int:
         """Make matching links due now (``dlcsync reconcile``). Returns how many."""
-        stmt = sa.update(Link).values(next_poll_at=self.clock())
-        if provider is not None:
-            stmt = stmt.where(Link.provider == provider)  # type: ignore[arg-type]
-        if campaign_id is not None:
-            stmt = stmt.where(Link.campaign_id == campaign_id)  # type: ignore[arg-type]
         with transaction(self.engine) as session:
-            return int(session.execute(stmt).rowcount)  # type: ignore[attr-defined]
+            return poll_now(session, provider=provider, campaign_id=campaign_id, now=self.clock())
 
     def handle(self, claims: list[Claim], stats: Stats) -> None:
         requested = [c for c in claims if c.requested]
