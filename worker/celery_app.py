@@ -27,12 +27,14 @@ SWEEP_INBOX = "dlcsync.sweep_inbox"
 RECONCILE = "dlcsync.reconcile"
 DELIVER_ALERTS = "dlcsync.deliver_alerts"
 DETECT_STUCK = "dlcsync.detect_stuck"
+PURGE_INBOX = "dlcsync.purge_inbox"
 
 BEAT_SCHEDULE_SECONDS = {
     SWEEP_INBOX: 10.0,
     RECONCILE: 2.0,
     DELIVER_ALERTS: 3.0,
     DETECT_STUCK: 60.0,
+    PURGE_INBOX: 600.0,
 }
 
 

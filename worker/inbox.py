@@ -19,7 +19,14 @@ from sqlmodel import Session, col, select
 from common.metrics import INBOX_OUTCOMES
 from models.alerts import raise_alert
 from models.db import transaction
-from models.inbox import FAILED, MAX_ATTEMPTS, lock_unprocessed, record_outcome, unprocessed_ids
+from models.inbox import (
+    FAILED,
+    MAX_ATTEMPTS,
+    delete_expired,
+    lock_unprocessed,
+    record_outcome,
+    unprocessed_ids,
+)
 from models.links import apply_observation
 from models.polling import poll_now
 from models.statemachine import AlertKind, Observation, Source, Verdict
@@ -199,6 +206,22 @@ def sweep_inbox(
     for start in range(0, len(ids), batch):
         enqueue(ids[start : start + batch])
     return len(ids)
+
+
+def purge_inbox(
+    engine: sa.Engine, *, older_than: timedelta, batch: int = 1000, max_batches: int = 50
+) -> int:
+    """Delete processed rows past retention, one short transaction per batch (no long lock,
+    no huge WAL burst); at most ``max_batches`` per run, the next run goes on. Returns how
+    many rows went."""
+    deleted = 0
+    for _ in range(max_batches):
+        with transaction(engine) as session:
+            count = delete_expired(session, older_than=older_than, limit=batch)
+        deleted += count
+        if count < batch:
+            break
+    return deleted
 
 
 def pending_count(engine: sa.Engine) -> int:
