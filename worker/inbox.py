@@ -52,7 +52,7 @@ def hint_only(
         poll_now(session, provider=provider, number=event.number, restart_backoff=True)
     return (
         Verdict.IGNORED.value,
-        "the signature does not cover the body (Plivo V2 only): not applied, number polled",
+        "the signature does not cover the body: nothing applied, the number polled now",
     )
 
 
