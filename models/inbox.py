@@ -17,7 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from models.db import insert_ignoring_conflicts, is_postgres
+from models.db import insert_ignoring_conflicts, is_postgres, update_many
 from models.tables import CallbackNonce, InboxItem, LinkEvent, utcnow
 
 #: A row that fails this many times is marked failed and alerted, never retried forever.
@@ -51,11 +51,12 @@ def store_delivery(
         "dedupe_key": dedupe_key[:255],
         "body": body,
         "headers": dict(headers),
-        "event": dict(event) if event is not None else None,
         "received_at": now,
         "duplicate_deliveries": 0,
         "attempts": 0,
     }
+    if event is not None:
+        values["event"] = dict(event)
     key = (col(InboxItem.provider) == provider, col(InboxItem.dedupe_key) == dedupe_key[:255])
     # Twice at most: retention may delete the stored row between the two statements.
     for _ in range(2):
@@ -108,13 +109,34 @@ def lock_unprocessed(session: Session, inbox_id: int) -> InboxItem | None:
     ).first()
 
 
-def record_outcome(
-    item: InboxItem, outcome: str, reason: str | None, *, now: datetime | None = None
+def lock_unprocessed_many(session: Session, ids: Sequence[int]) -> list[InboxItem]:
+    """The rows that still wait for an outcome, locked, in id order (others are skipped:
+    already processed, or being processed by another worker)."""
+    return list(
+        session.exec(
+            select(InboxItem)
+            .where(col(InboxItem.id).in_(ids), col(InboxItem.outcome).is_(None))
+            .order_by(col(InboxItem.id))
+            .with_for_update(skip_locked=True)
+        ).all()
+    )
+
+
+def record_outcomes(
+    session: Session, outcomes: Mapping[int, tuple[str, str | None]], *, now: datetime | None = None
 ) -> None:
-    item.outcome = outcome
-    item.reason = reason[:2000] if reason else None
-    item.attempts += 1
-    item.processed_at = now or utcnow()
+    """Record each row's (outcome, reason) and count the attempt, in one statement."""
+    rows = [
+        {"id": inbox_id, "outcome": outcome, "reason": reason[:2000] if reason else None}
+        for inbox_id, (outcome, reason) in outcomes.items()
+    ]
+    update_many(
+        session,
+        InboxItem,
+        rows,
+        assign=("outcome", "reason"),
+        extra={"attempts": col(InboxItem.attempts) + 1, "processed_at": now or utcnow()},
+    )
 
 
 def unprocessed_ids(
