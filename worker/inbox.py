@@ -16,10 +16,10 @@ from datetime import timedelta
 
 import sqlalchemy as sa
 import structlog
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from common.metrics import INBOX_OUTCOMES
-from models.alerts import raise_alert
+from models.alerts.outbox import raise_alert
 from models.apply import Item, apply_batch
 from models.db import transaction
 from models.inbox import (
@@ -202,8 +202,3 @@ def purge_inbox(
         if count < batch:
             break
     return deleted
-
-
-def pending_count(engine: sa.Engine) -> int:
-    with Session(engine) as session:
-        return len(session.exec(select(InboxItem.id).where(col(InboxItem.outcome).is_(None))).all())
