@@ -61,6 +61,7 @@ from .base import (
     PermanentProviderError,
     ProviderClient,
     RateLimiter,
+    Trust,
     VerificationError,
 )
 from .http import (
@@ -508,6 +509,7 @@ class TelnyxCallbackHandler(CallbackHandler):
     """
 
     name: ClassVar[str] = NAME
+    signature_headers: ClassVar[frozenset[str]] = frozenset({SIGNATURE_HEADER})
 
     def __init__(
         self,
@@ -528,7 +530,8 @@ class TelnyxCallbackHandler(CallbackHandler):
             except ValueError as exc:
                 self.key_error = str(exc)
 
-    def verify(self, request: CallbackRequest, now: float | None = None) -> None:
+    def verify(self, request: CallbackRequest, now: float | None = None) -> Trust:
+        """Ed25519 over timestamp and body: a valid signature vouches for the body."""
         try:
             if self.key is None:
                 raise VerificationError(f"telnyx: {self.key_error}")
@@ -552,6 +555,7 @@ class TelnyxCallbackHandler(CallbackHandler):
             raise VerificationError(
                 f"telnyx: cannot check signature: {type(exc).__name__}"
             ) from exc
+        return Trust.BODY
 
     def parse(self, request: CallbackRequest) -> CallbackEvent:
         try:

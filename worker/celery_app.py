@@ -27,12 +27,14 @@ SWEEP_INBOX = "dlcsync.sweep_inbox"
 RECONCILE = "dlcsync.reconcile"
 DELIVER_ALERTS = "dlcsync.deliver_alerts"
 DETECT_STUCK = "dlcsync.detect_stuck"
+PURGE_INBOX = "dlcsync.purge_inbox"
 
 BEAT_SCHEDULE_SECONDS = {
     SWEEP_INBOX: 10.0,
     RECONCILE: 2.0,
     DELIVER_ALERTS: 3.0,
     DETECT_STUCK: 60.0,
+    PURGE_INBOX: 600.0,
 }
 
 
@@ -87,3 +89,9 @@ def create_celery(settings: Settings, *, beat_schedule: dict[str, float] | None 
 def enqueue(app: Celery, task_name: str, *args: Any) -> None:
     """Publish by name without retrying: callers treat a broker outage as "later"."""
     app.send_task(task_name, args=list(args), retry=False)
+
+
+def ping(app: Celery) -> None:
+    """Raise unless the broker answers within a second (``/readyz``)."""
+    with app.connection_for_write() as conn:
+        conn.ensure_connection(max_retries=0, timeout=1)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import timedelta
 
 import sqlalchemy as sa
@@ -25,6 +26,7 @@ from models.db import transaction
 from models.inbox import (
     FAILED,
     MAX_ATTEMPTS,
+    delete_expired,
     lock_unprocessed,
     lock_unprocessed_many,
     record_outcomes,
@@ -33,27 +35,29 @@ from models.inbox import (
 from models.polling import poll_soon
 from models.statemachine import AlertKind, Observation, Source, Verdict
 from models.tables import InboxItem, Link, utcnow
-from providers.base import CallbackEvent, CallbackHandler, CallbackRequest
+from providers.base import CallbackEvent, CallbackHandler, Trust
+from providers.delivery import stored_event
 
 log = structlog.get_logger(__name__)
 
 
-def stored_request(item: InboxItem) -> CallbackRequest:
-    headers = dict(item.headers)
-    return CallbackRequest(
-        method=headers.pop(":method", "POST"),
-        url=headers.pop(":url", ""),
-        headers=headers,
-        body=item.body,
-        content_type=headers.get("content-type", ""),
-        query=dict(_query(headers.pop(":query", ""))),
-    )
+@dataclass(frozen=True)
+class Hint:
+    """A callback that only hints: its number is polled now, nothing of its body applied."""
+
+    number: str | None
+    outcome: str = Verdict.IGNORED.value
+    reason: str = "the signature does not cover the body: nothing applied, the number polled now"
 
 
-def _query(qs: str) -> Iterable[tuple[str, str]]:
-    from urllib.parse import parse_qsl
+def hint_only(event: CallbackEvent, trust: Trust) -> Hint | None:
+    """A :class:`Hint` for a callback whose signature does not cover its body (Plivo V2);
+    ``None`` for one that may be applied.
 
-    return parse_qsl(qs, keep_blank_values=True)
+    Anyone holding one such signature could have written the body, so none of it is
+    applied; its number is only polled sooner, and the poll tells the truth.
+    """
+    return Hint(event.number) if trust is Trust.SENDER else None
 
 
 def process_inbox(
@@ -88,6 +92,7 @@ def _apply_rows(
     results: dict[int, tuple[str, str | None]] = {}
     providers: dict[int, str] = {}
     failed: list[tuple[int, Exception]] = []
+    hinted: list[tuple[str, str]] = []
     with transaction(engine) as session:
         now = utcnow()
         items: list[Item] = []
@@ -103,6 +108,10 @@ def _apply_rows(
                 continue
             if isinstance(parsed, Item):
                 items.append(parsed)
+            elif isinstance(parsed, Hint):
+                results[row.id] = (parsed.outcome, parsed.reason)
+                if parsed.number is not None:
+                    hinted.append((row.provider, parsed.number))
             else:
                 results[row.id] = parsed
         items = _campaigns_as_linked(session, items, several_ids)
@@ -110,7 +119,7 @@ def _apply_rows(
             assert item.inbox_id is not None
             results[item.inbox_id] = (decision.verdict.value, decision.reason)
         # The callback is a hint: poll the number now, whatever the verdict.
-        poll_soon(session, ((i.provider, i.number) for i in items), now=now)
+        poll_soon(session, [*((i.provider, i.number) for i in items), *hinted], now=now)
         record_outcomes(session, results, now=now)
     for inbox_id, (outcome, _) in results.items():  # counted once committed
         INBOX_OUTCOMES.labels(providers[inbox_id], outcome).inc()
@@ -123,12 +132,16 @@ def _apply_rows(
 
 def _parse(
     row: InboxItem, handler: CallbackHandler | None, several_ids: dict[int, CallbackEvent]
-) -> Item | tuple[str, str | None]:
-    """The observation a stored delivery carries, or its outcome when it carries none.
-    A callback that names its campaign by several ids is left in ``several_ids``."""
+) -> Item | Hint | tuple[str, str | None]:
+    """The observation a stored delivery carries (parsed by the web view, kept with the row),
+    or its outcome when it carries none. A callback that names its campaign by several ids is
+    left in ``several_ids``."""
     if handler is None:
         return Verdict.IGNORED.value, f"provider {row.provider} is off"
-    event = handler.parse(stored_request(row))
+    event, trust = stored_event(row, handler)
+    hint = hint_only(event, trust)
+    if hint is not None:
+        return hint
     if not event.relevant or event.number is None:
         return Verdict.IGNORED.value, event.ignore_reason or "not about a number assignment"
     obs = Observation(
@@ -211,3 +224,19 @@ def sweep_inbox(
     for start in range(0, len(ids), batch):
         enqueue(ids[start : start + batch])
     return len(ids)
+
+
+def purge_inbox(
+    engine: sa.Engine, *, older_than: timedelta, batch: int = 1000, max_batches: int = 50
+) -> int:
+    """Delete processed rows past retention, one short transaction per batch (no long lock,
+    no huge WAL burst); at most ``max_batches`` per run, the next run goes on. Returns how
+    many rows went."""
+    deleted = 0
+    for _ in range(max_batches):
+        with transaction(engine) as session:
+            count = delete_expired(session, older_than=older_than, limit=batch)
+        deleted += count
+        if count < batch:
+            break
+    return deleted

@@ -13,6 +13,7 @@ from worker.celery_app import (
     DELIVER_ALERTS,
     DETECT_STUCK,
     PROCESS_INBOX,
+    PURGE_INBOX,
     RECONCILE,
     SWEEP_INBOX,
     create_celery,
@@ -34,6 +35,14 @@ def register(app: Celery) -> Celery:
             rt.engine,
             lambda ids: enqueue(app, PROCESS_INBOX, ids),
             grace=timedelta(seconds=rt.settings.sweep_seconds),
+        )
+
+    @app.task(name=PURGE_INBOX)
+    def purge_inbox() -> int:
+        """Delete processed inbox rows past INBOX_RETENTION_DAYS, in bounded batches."""
+        rt = get_runtime(app)
+        return inbox.purge_inbox(
+            rt.engine, older_than=timedelta(days=rt.settings.inbox_retention_days)
         )
 
     @app.task(name=RECONCILE)

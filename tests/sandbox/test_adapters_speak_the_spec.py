@@ -9,7 +9,6 @@ from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
-from conftest import TELNYX_CAMPAIGN, make_config
 from sqlmodel import Session, select
 
 from models.db import transaction
@@ -21,6 +20,7 @@ from providers.base import NotLinked
 from providers.plivo import PlivoClient, make_plivo_http
 from providers.telnyx import TelnyxClient, make_telnyx_http
 from sandbox import SandboxHandle, start_sandbox
+from tests.sandbox.conftest import TELNYX_CAMPAIGN, make_config
 from worker.reconcile import Reconciler, until_quiet
 
 SHARED = ("C4X7Q2A", "CSHARE2")

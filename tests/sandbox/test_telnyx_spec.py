@@ -6,11 +6,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import TELNYX_CAMPAIGN, Api
 
 from sandbox import SandboxHandle
 from sandbox.callbacks import tcr_campaign_id
 from sandbox.telnyx_spec import SPEC_FILE, spec_text
+from tests.sandbox.conftest import TELNYX_CAMPAIGN, Api
 
 SHARED = "C4X7Q2A"
 
