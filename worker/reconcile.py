@@ -26,11 +26,11 @@ from models.tables import utcnow
 from providers.base import ProviderClient
 from worker.errors import Retries
 from worker.leases import HeldLease, stopping
-from worker.polling import LIST_PAGE_SIZE, Poller
+from worker.polling import Poller
 from worker.requests import RequestSender
 from worker.results import Recorder, Stats
 
-__all__ = ["LIST_PAGE_SIZE", "Reconciler", "Stats", "until_quiet"]
+__all__ = ["Reconciler", "Stats", "until_quiet"]
 
 
 @dataclass
