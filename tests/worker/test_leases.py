@@ -70,6 +70,7 @@ class FakeCarrier(ProviderClient):
     """Every number linked; ``on_list`` runs when a campaign is listed (before it answers)."""
 
     name: ClassVar[str] = "fake"
+    page_size = 20
 
     def __init__(self, engine: sa.Engine, on_list: Callable[[str], None]) -> None:
         self.engine = engine
