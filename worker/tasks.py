@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import signal
 from datetime import timedelta
 
 from celery import Celery
-from celery.signals import task_postrun
+from celery.signals import task_postrun, worker_process_init, worker_shutting_down
 
 from common import crashpoints
-from worker import alerting, inbox
+from worker import alerting, inbox, leases
 from worker.celery_app import (
     DELIVER_ALERTS,
     DETECT_STUCK,
@@ -72,7 +73,19 @@ def register(app: Celery) -> Celery:
         )
 
     task_postrun.connect(_after_task, weak=False)
+    worker_process_init.connect(_in_pool_child, weak=False)
+    worker_shutting_down.connect(_shutting_down, weak=False)
     return app
+
+
+def _in_pool_child(**_: object) -> None:
+    # A prefork child dies of SIGTERM by default; a run holding claims releases them first.
+    signal.signal(signal.SIGTERM, leases.on_sigterm)
+
+
+def _shutting_down(**_: object) -> None:
+    # Solo/threads pools run tasks here: a run stops between campaigns and releases the rest.
+    leases.request_stop()
 
 
 def _after_task(**_: object) -> None:
