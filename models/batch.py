@@ -16,10 +16,12 @@ single-row path of ``models.links``, so the two paths cannot disagree.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlmodel import Session, col, select
 
 from models.apply import CAS
@@ -39,7 +41,7 @@ from models.numbers import InvalidNumber, to_e164_us
 from models.statemachine import Request, Source, request_link, request_unlink
 from models.tables import Link, LinkEvent, utcnow
 
-#: Numbers per locking SELECT (under SQLite's parameter limit).
+#: Numbers per SELECT on SQLite (under its parameter limit; PostgreSQL takes one array).
 LOCK_CHUNK = 10_000
 
 
@@ -162,20 +164,28 @@ def _links(
     session: Session, provider: str, numbers: Sequence[str], *, lock: bool
 ) -> dict[str, Link]:
     """The existing links of ``numbers`` by number, locked in id order unless ``lock`` is
-    False. ORM-loaded: building 10,000 model objects by hand costs seconds, loading them not."""
+    False. ORM-loaded: building 10,000 model objects by hand costs seconds, loading them not.
+    PostgreSQL: one statement, the numbers as one array; SQLite: an IN list per LOCK_CHUNK."""
+    postgres = is_postgres(session)
     found: dict[str, Link] = {}
-    for start in range(0, len(numbers), LOCK_CHUNK):
-        stmt = (
-            select(Link)
-            .where(
-                Link.provider == provider, col(Link.number).in_(numbers[start : start + LOCK_CHUNK])
-            )
-            .order_by(col(Link.id))
+    for chunk in [numbers] if postgres else _chunks(numbers, LOCK_CHUNK):
+        if not chunk:
+            continue
+        wanted = (
+            col(Link.number) == sa.any_(sa.bindparam("numbers", list(chunk), ARRAY(sa.Text())))
+            if postgres
+            else col(Link.number).in_(chunk)
         )
-        if lock and is_postgres(session):  # SQLite's BEGIN IMMEDIATE serialises writers
+        stmt = select(Link).where(Link.provider == provider, wanted).order_by(col(Link.id))
+        if lock and postgres:  # SQLite's BEGIN IMMEDIATE serialises writers
             stmt = stmt.with_for_update()
         found |= {link.number: link for link in session.exec(stmt)}
     return found
+
+
+def _chunks(numbers: Sequence[str], size: int) -> Iterator[Sequence[str]]:
+    for start in range(0, len(numbers), size):
+        yield numbers[start : start + size]
 
 
 def _insert_new(

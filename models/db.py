@@ -13,6 +13,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import make_url
 from sqlmodel import Session
 
@@ -123,11 +124,15 @@ def insert_many(
     returning: Sequence[str] = (),
 ) -> list[sa.Row[Any]]:
     """One multi-row INSERT for all ``rows`` (same keys in each), ON CONFLICT DO NOTHING when
-    ``ignore_conflicts``. Rows beyond PARAMS_PER_STATEMENT parameters take another statement.
+    ``ignore_conflicts``. PostgreSQL: the rows as arrays (:func:`_unnest`), unless a column is
+    JSON or binary; else rows beyond PARAMS_PER_STATEMENT parameters take another statement.
     With ``returning``: those columns of the rows inserted (not of those that conflicted)."""
     if not rows:
         return []
     table: sa.Table = model.__table__
+    names = list(rows[0])
+    if is_postgres(session) and _unnestable(table, names):
+        return _insert_unnest(session, table, names, rows, ignore_conflicts, returning)
     if ignore_conflicts and session.get_bind().dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as pg_insert
 
@@ -167,19 +172,26 @@ def update_many(
     ``was_<column>`` for every ``match`` column: a row whose current values differ is left
     alone and missing from the result. ``extra`` sets further columns to one expression for
     all rows. PostgreSQL: ``UPDATE … FROM (VALUES …)``; SQLite (no column list on a VALUES
-    alias): the same VALUES as a CTE.
+    alias): the same VALUES as a CTE. On PostgreSQL the rows travel as arrays (see
+    :func:`_unnest`) unless a column is JSON or binary.
     """
     if not rows:
         return set()
     table: sa.Table = model.__table__
     names = ["id", *(f"was_{c}" for c in match), *assign]
     types = [table.c.id.type, *(table.c[c].type for c in match), *(table.c[c].type for c in assign)]
+    postgres = is_postgres(session)
+    unnest = postgres and _unnestable(table, ["id", *match, *assign])
     updated: set[int] = set()
-    for chunk in _chunks(rows, len(names)):
-        values = sa.values(
-            *(sa.column(n, t) for n, t in zip(names, types, strict=True)), name="v"
-        ).data([tuple(row[n] for n in names) for row in chunk])
-        v: Any = values if session.get_bind().dialect.name == "postgresql" else values.cte("v")
+    for chunk in [rows] if unnest else _chunks(rows, len(names)):
+        v: Any
+        if unnest:
+            v = _unnest(names, types, chunk)
+        else:
+            values = sa.values(
+                *(sa.column(n, t) for n, t in zip(names, types, strict=True)), name="v"
+            ).data([tuple(row[n] for n in names) for row in chunk])
+            v = values if postgres else values.cte("v")
         stmt = (
             sa.update(table)
             .where(table.c.id == v.c.id, *(table.c[c] == v.c[f"was_{c}"] for c in match))
@@ -188,3 +200,71 @@ def update_many(
         )
         updated.update(int(i) for i in session.execute(stmt).scalars())
     return updated
+
+
+def _unnestable(table: sa.Table, columns: Sequence[str]) -> bool:
+    """Whether ``columns`` can travel as PostgreSQL arrays (not JSON, not binary)."""
+    return not any(isinstance(table.c[c].type, sa.JSON | sa.LargeBinary) for c in columns)
+
+
+def _array_of(type_: Any) -> ARRAY[Any]:
+    # Strings travel as text[]: a cast to varchar(n)[] would silently truncate what the
+    # column's own (assignment) cast refuses.
+    impl = getattr(type_, "impl_instance", type_)
+    return ARRAY(sa.Text() if isinstance(impl, sa.String) else type_)
+
+
+def _unnest(names: Sequence[str], types: Sequence[Any], rows: Sequence[Mapping[str, Any]]) -> Any:
+    """PostgreSQL: the rows as ``(SELECT v.a, :b AS b, … FROM unnest(:a, …) AS v(a, …)) AS v``.
+
+    One array parameter per column whose values differ, one plain parameter per column with
+    the same value in every row (a batch's provider, campaign, state, time): whatever the
+    number of rows the statement is short, the driver neither parses tens of thousands of
+    placeholders nor encodes the same value 10,000 times, and one round trip carries it all
+    (bench/bulk.py).
+    """
+    first = rows[0]
+    same = {
+        n
+        for n in names
+        if all(type(row[n]) is type(first[n]) and row[n] == first[n] for row in rows)
+    }
+    varying = [n for n in names if n not in same] or [names[0]]
+    typed = dict(zip(names, types, strict=True))
+    arrays = [
+        sa.bindparam(f"v_{n}", [row[n] for row in rows], _array_of(typed[n])) for n in varying
+    ]
+    unnested = (
+        sa.func.unnest(*arrays)
+        .table_valued(*(sa.column(n, typed[n]) for n in varying))
+        .render_derived(name="u")
+    )
+    return sa.select(
+        *(
+            unnested.c[n] if n in varying else sa.bindparam(f"v_{n}", first[n], typed[n]).label(n)
+            for n in names
+        )
+    ).subquery("v")
+
+
+def _insert_unnest(
+    session: Session,
+    table: sa.Table,
+    names: Sequence[str],
+    rows: Sequence[Mapping[str, Any]],
+    ignore_conflicts: bool,
+    returning: Sequence[str],
+) -> list[sa.Row[Any]]:
+    """``insert_many`` on PostgreSQL: ``INSERT … SELECT … FROM unnest(…)``, one statement."""
+    from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+    v = _unnest(names, [table.c[n].type for n in names], rows)
+    # Columns left out get their Python-side defaults, as in an executemany (a callable
+    # default is called once for the statement, not once per row).
+    stmt: Any = pg_insert(table).from_select(names, sa.select(*(v.c[n] for n in names)))
+    if ignore_conflicts:
+        stmt = stmt.on_conflict_do_nothing()
+    if returning:
+        stmt = stmt.returning(*(table.c[c] for c in returning))
+    result = session.execute(stmt)
+    return list(result) if returning else []

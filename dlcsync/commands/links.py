@@ -45,8 +45,9 @@ from models.statemachine import Source
 
 #: Show a progress bar above this many numbers.
 PROGRESS_OVER = 200
-#: Numbers recorded per call (the progress bar moves between chunks; one transaction).
-CHUNK = 500
+#: Numbers recorded per call: few round trips (each is set-based), yet the progress bar
+#: moves on a long file. One transaction for all of them.
+CHUNK = 5_000
 
 F = TypeVar("F", bound=Callable[..., object])
 

@@ -4,6 +4,8 @@ form built on it."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from models.numbers import InvalidNumber, is_e164, lookup_e164, to_e164, to_e164_us
 from providers.plivo import e164_to_digits
@@ -63,3 +65,27 @@ def test_lookup_gives_the_strict_reason_for_what_is_not_a_number() -> None:
     with pytest.raises(InvalidNumber) as lookup:
         lookup_e164("call me")
     assert str(lookup.value) == str(strict.value)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    prefix=st.sampled_from(["", "1", "+1"]),
+    npa=st.integers(200, 999),
+    nxx=st.integers(200, 999),
+    line=st.integers(0, 9999),
+)
+def test_plain_nanp_numbers_skip_parsing_with_the_same_result(
+    prefix: str, npa: int, nxx: int, line: int
+) -> None:
+    """``+1NPANXXXXXX`` (and ``1…``, bare) is not parsed: same number, same reason, as the
+    same digits written with spaces (which the ``phonenumbers`` parser reads)."""
+    plain = f"{prefix}{npa}{nxx}{line:04d}"
+    spaced = f"{prefix} {npa} {nxx} {line:04d}".strip()
+
+    def outcome(raw: str) -> str:
+        try:
+            return to_e164_us(raw)
+        except InvalidNumber as exc:
+            return f"invalid: {exc}"
+
+    assert outcome(plain) == outcome(spaced)

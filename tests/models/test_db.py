@@ -1,0 +1,77 @@
+"""``models.db``'s set-based helpers: what the rows say is what is stored, on both databases
+(PostgreSQL sends them as arrays, a column with one value for all rows as one parameter)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlmodel import Session, col, select
+
+from models.db import insert_many, transaction, update_many
+from models.links import new_link_values
+from models.tables import Link
+from tests.statements import counting
+
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+def rows(n: int) -> list[dict[str, Any]]:
+    out = []
+    for i in range(n):
+        row = new_link_values("plivo", f"+1202555{i:04d}", "C1", T0)
+        # Some columns vary, some hold one value for all rows, some are None in part.
+        row["next_poll_at"] = None if i % 3 == 0 else T0 + timedelta(seconds=i)
+        row["poll_attempts"] = i
+        out.append(row)
+    return out
+
+
+def stored(engine: sa.Engine) -> list[tuple[Any, ...]]:
+    with Session(engine) as s:
+        return [
+            (link.number, link.campaign_id, link.next_poll_at, link.poll_attempts, link.state)
+            for link in s.exec(select(Link).order_by(col(Link.number)))
+        ]
+
+
+def test_insert_many_and_update_many_store_each_rows_values(engine: sa.Engine) -> None:
+    given = rows(7)
+    with transaction(engine) as s, counting(engine) as sent:
+        inserted = insert_many(s, Link, given, ignore_conflicts=True, returning=("id", "number"))
+    assert len([q for q in sent if q.startswith("INSERT")]) == 1
+    assert sorted(str(r.number) for r in inserted) == [r["number"] for r in given]
+    assert stored(engine) == [
+        (r["number"], "C1", r["next_poll_at"], r["poll_attempts"], "LINK_REQUESTED") for r in given
+    ]
+
+    ids = {str(r.number): int(r.id) for r in inserted}
+    changes = [
+        {
+            "id": ids[r["number"]],
+            "was_state": "LINK_REQUESTED" if i != 2 else "LINKED",  # this one loses its CAS
+            "state": "PROCESSING",
+            "campaign_id": f"C{i}",
+        }
+        for i, r in enumerate(given)
+    ]
+    with transaction(engine) as s:
+        won = update_many(s, Link, changes, assign=("state", "campaign_id"), match=("state",))
+    assert won == {c["id"] for i, c in enumerate(changes) if i != 2}
+    after = stored(engine)
+    assert [(a[1], a[4]) for a in after] == [
+        ("C1", "LINK_REQUESTED") if i == 2 else (f"C{i}", "PROCESSING") for i in range(7)
+    ]
+
+
+def test_insert_many_refuses_a_value_too_long_for_its_column(pg_url: str) -> None:
+    """Arrays of text, not varchar(n): a cast to varchar(32) would silently truncate."""
+    from models.db import make_engine
+
+    engine = make_engine(pg_url)
+    row = new_link_values("p" * 40, "+12025550100", "C1", T0)
+    with pytest.raises(sa.exc.DataError), transaction(engine) as s:
+        insert_many(s, Link, [row, {**row, "number": "+12025550101"}])
+    engine.dispose()
