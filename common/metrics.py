@@ -21,6 +21,7 @@ tmpfs path) or on deploy, while no process runs.
 
 from __future__ import annotations
 
+import functools
 import os
 
 from prometheus_client import (
@@ -69,6 +70,16 @@ WEBHOOK_OUTCOME_BY_STATUS = {
     413: "too_large",
     503: "unavailable",
 }
+
+
+def count_delivery(provider: str, outcome: str) -> None:
+    """One webhook answer counted (per request: the labelled child is looked up once)."""
+    _delivery_counter(provider, outcome).inc()
+
+
+@functools.cache  # bounded: known providers (the view checks) times the outcomes above
+def _delivery_counter(provider: str, outcome: str) -> Counter:
+    return WEBHOOK_DELIVERIES.labels(provider, outcome)
 
 
 def multiproc_dir() -> str | None:

@@ -6,6 +6,7 @@ web, worker and beat processes can all write to one file without "database is lo
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -87,18 +88,23 @@ def transaction(engine: sa.Engine) -> Iterator[Session]:
 
 def insert_ignoring_conflicts(session: Session, table: Any, values: dict[str, Any]) -> int | None:
     """INSERT ... ON CONFLICT DO NOTHING on PostgreSQL and SQLite: the new row's id, or None
-    when the row existed. One round trip."""
-    if session.get_bind().dialect.name == "postgresql":
+    when the row existed. One round trip; the statement is built once (a Core statement with
+    the row as parameters: no ORM bulk path, no new cache key per call: the webhook's INSERT)."""
+    stmt = _insert_ignoring(session.get_bind().dialect.name, table.__table__)
+    # RETURNING, not rowcount: the ORM-enabled insert path does not report a rowcount.
+    row = session.execute(stmt, values).first()
+    return None if row is None else int(row[0])
+
+
+@functools.cache
+def _insert_ignoring(dialect: str, table: sa.Table) -> Any:
+    if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-        stmt: Any = pg_insert(table).values(**values).on_conflict_do_nothing()
-    else:
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+        return pg_insert(table).on_conflict_do_nothing().returning(table.c.id)
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-        stmt = sqlite_insert(table).values(**values).on_conflict_do_nothing()
-    # RETURNING, not rowcount: the ORM-enabled insert path does not report a rowcount.
-    row = session.execute(stmt.returning(table.id)).first()
-    return None if row is None else int(row[0])
+    return sqlite_insert(table).on_conflict_do_nothing().returning(table.c.id)
 
 
 #: Rows per multi-row INSERT of ``insert_many``.

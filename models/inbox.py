@@ -28,6 +28,19 @@ MAX_ATTEMPTS = 5
 FAILED = "failed"
 
 
+_inbox: sa.Table = InboxItem.__table__  # type: ignore[attr-defined]
+#: A further delivery of a stored event (built once: it runs on the webhook's path).
+_COUNT_DUPLICATE = (
+    sa.update(_inbox)
+    .where(
+        _inbox.c.provider == sa.bindparam("key_provider"),
+        _inbox.c.dedupe_key == sa.bindparam("key_dedupe"),
+    )
+    .values(duplicate_deliveries=_inbox.c.duplicate_deliveries + 1)
+    .returning(_inbox.c.id)
+)
+
+
 @dataclass(frozen=True)
 class Stored:
     id: int
@@ -57,19 +70,13 @@ def store_delivery(
     }
     if event is not None:
         values["event"] = dict(event)
-    key = (col(InboxItem.provider) == provider, col(InboxItem.dedupe_key) == dedupe_key[:255])
+    key = {"key_provider": provider, "key_dedupe": dedupe_key[:255]}
     # Twice at most: retention may delete the stored row between the two statements.
     for _ in range(2):
         new_id = insert_ignoring_conflicts(session, InboxItem, values)
         if new_id is not None:
             return Stored(new_id, True)
-        row_id = session.execute(
-            sa.update(InboxItem)
-            .where(*key)
-            .values(duplicate_deliveries=col(InboxItem.duplicate_deliveries) + 1)
-            .returning(col(InboxItem.id))
-            .execution_options(synchronize_session=False)
-        ).scalar_one_or_none()
+        row_id = session.execute(_COUNT_DUPLICATE, key).scalar_one_or_none()
         if row_id is not None:
             return Stored(int(row_id), False)
     raise RuntimeError(f"inbox row {provider}/{dedupe_key[:40]} vanished twice while storing")
