@@ -7,6 +7,7 @@ web, worker and beat processes can all write to one file without "database is lo
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -131,7 +132,7 @@ def insert_many(
 ) -> list[sa.Row[Any]]:
     """One multi-row INSERT for all ``rows`` (same keys in each), ON CONFLICT DO NOTHING when
     ``ignore_conflicts``. PostgreSQL: the rows as arrays (:func:`_unnest`), unless a column is
-    JSON or binary; else rows beyond PARAMS_PER_STATEMENT parameters take another statement.
+    binary; else rows beyond PARAMS_PER_STATEMENT parameters take another statement.
     With ``returning``: those columns of the rows inserted (not of those that conflicted)."""
     if not rows:
         return []
@@ -179,7 +180,7 @@ def update_many(
     alone and missing from the result. ``extra`` sets further columns to one expression for
     all rows. PostgreSQL: ``UPDATE … FROM (VALUES …)``; SQLite (no column list on a VALUES
     alias): the same VALUES as a CTE. On PostgreSQL the rows travel as arrays (see
-    :func:`_unnest`) unless a column is JSON or binary.
+    :func:`_unnest`) unless a column is binary.
     """
     if not rows:
         return set()
@@ -209,8 +210,8 @@ def update_many(
 
 
 def _unnestable(table: sa.Table, columns: Sequence[str]) -> bool:
-    """Whether ``columns`` can travel as PostgreSQL arrays (not JSON, not binary)."""
-    return not any(isinstance(table.c[c].type, sa.JSON | sa.LargeBinary) for c in columns)
+    """Whether ``columns`` can travel as PostgreSQL arrays (not binary: bytea[] is not worth it)."""
+    return not any(isinstance(table.c[c].type, sa.LargeBinary) for c in columns)
 
 
 def _array_of(type_: Any) -> ARRAY[Any]:
@@ -221,13 +222,14 @@ def _array_of(type_: Any) -> ARRAY[Any]:
 
 
 def _unnest(names: Sequence[str], types: Sequence[Any], rows: Sequence[Mapping[str, Any]]) -> Any:
-    """PostgreSQL: the rows as ``(SELECT v.a, :b AS b, … FROM unnest(:a, …) AS v(a, …)) AS v``.
+    """PostgreSQL: the rows as ``(SELECT u.a, :b AS b, … FROM unnest(:a, …) AS u(a, …)) AS v``.
 
     One array parameter per column whose values differ, one plain parameter per column with
     the same value in every row (a batch's provider, campaign, state, time): whatever the
     number of rows the statement is short, the driver neither parses tens of thousands of
     placeholders nor encodes the same value 10,000 times, and one round trip carries it all
-    (bench/bulk.py).
+    (bench/bulk.py). JSON travels as text (a list inside an array would be read as another
+    dimension of it) and is cast back.
     """
     first = rows[0]
     same = {
@@ -237,20 +239,34 @@ def _unnest(names: Sequence[str], types: Sequence[Any], rows: Sequence[Mapping[s
     }
     varying = [n for n in names if n not in same] or [names[0]]
     typed = dict(zip(names, types, strict=True))
+    as_text = {n for n in varying if isinstance(typed[n], sa.JSON)}
     arrays = [
-        sa.bindparam(f"v_{n}", [row[n] for row in rows], _array_of(typed[n])) for n in varying
+        sa.bindparam(f"v_{n}", [_json_text(row[n], typed[n]) for row in rows], ARRAY(sa.Text()))
+        if n in as_text
+        else sa.bindparam(f"v_{n}", [row[n] for row in rows], _array_of(typed[n]))
+        for n in varying
     ]
     unnested = (
         sa.func.unnest(*arrays)
-        .table_valued(*(sa.column(n, typed[n]) for n in varying))
+        .table_valued(*(sa.column(n, sa.Text() if n in as_text else typed[n]) for n in varying))
         .render_derived(name="u")
     )
-    return sa.select(
-        *(
-            unnested.c[n] if n in varying else sa.bindparam(f"v_{n}", first[n], typed[n]).label(n)
-            for n in names
-        )
-    ).subquery("v")
+
+    def column(n: str) -> Any:
+        if n in as_text:
+            return sa.cast(unnested.c[n], typed[n]).label(n)
+        if n in varying:
+            return unnested.c[n]
+        return sa.bindparam(f"v_{n}", first[n], typed[n]).label(n)
+
+    return sa.select(*(column(n) for n in names)).subquery("v")
+
+
+def _json_text(value: Any, type_: sa.JSON) -> str | None:
+    """What the JSON type would store: None is JSON ``null`` unless ``none_as_null``."""
+    if value is None and type_.none_as_null:
+        return None
+    return json.dumps(value)
 
 
 def _insert_unnest(

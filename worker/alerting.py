@@ -8,8 +8,9 @@ One run (the ``dlcsync.deliver_alerts`` beat task, every few seconds):
    lease, committed *before* anything is sent, so no other worker sends them;
 3. send each, outside any transaction, with short HTTP timeouts; an URL that failed once in
    this run is not tried again in it, so one dead endpoint costs one timeout per run;
-4. record each outcome in its own transaction: sent/logged, or a retry at a capped,
-   jittered backoff kept in ``next_attempt_at``, or "failed" after MAX_ATTEMPTS.
+4. record the batch's outcomes in one transaction, one statement (:func:`delivery.record`):
+   sent/logged, or a retry at a capped, jittered backoff kept in ``next_attempt_at``, or
+   "failed" after MAX_ATTEMPTS, or handed back unattempted when the run's time is up.
 
 This runs in its own task, never inside link processing: an unreachable alert endpoint
 delays alerts, never links.
@@ -26,6 +27,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import apprise
 import sqlalchemy as sa
@@ -161,74 +163,99 @@ def _deliver(
         claimed = delivery.claim_due(session, now=now(), limit=limit)
     deadline = time.monotonic() + budget.total_seconds()
     broken: dict[str, str] = {}  # fingerprint -> error, for this run
+    outcomes: list[delivery.Outcome] = []
     for claim in claimed:
         if time.monotonic() > deadline:
-            with transaction(engine) as session:
-                stats.released += delivery.release(session, claim, now=now())
+            outcomes.append(delivery.released(claim, now=now()))
             continue
-        message = messages.render(claim)
-        bound = log.bind(
-            alert_id=claim.id,
-            kind=claim.kind,
-            provider=claim.provider,
-            campaign_id=claim.campaign_id,
-            number=claim.number,
-        )
-        if not urls:
-            bound.warning("alert", title=message.title, text=message.text, doc=message.doc)
-            with transaction(engine) as session:
-                delivery.mark_delivered(
-                    session, claim, delivered_to=(), logged_only=True, now=now()
-                )
-            ALERT_DELIVERIES.labels(result="logged").inc()
-            stats.logged += 1
-            continue
-        delivered = list(claim.delivered_to)
-        errors: list[str] = []
-        for index, url in enumerate(urls):
-            fp = fingerprint(url)
-            if fp in delivered:
-                continue
-            if fp in broken:
-                errors.append(f"url {index + 1}: {broken[fp]} (not retried in this run)")
-                continue
-            try:
-                send(url, message)
-            except Exception as exc:  # any failure of one URL is a failed attempt, retried
-                broken[fp] = f"{type(exc).__name__}: {exc}"[:500]
-                errors.append(f"url {index + 1}: {broken[fp]}")
-            else:
-                delivered.append(fp)
-                crashpoints.reach("alert.after_send")  # sent, not yet recorded: sent twice
-        if not errors:
-            with transaction(engine) as session:
-                ok = delivery.mark_delivered(
-                    session, claim, delivered_to=delivered, logged_only=False, now=now()
-                )
-            ALERT_DELIVERIES.labels(result="sent").inc()
-            stats.sent += 1
-            if not ok:
-                bound.warning("alert sent after its lease ran out; it may be sent twice")
-            continue
-        with transaction(engine) as session:
-            state = delivery.mark_failed(
-                session,
-                claim,
-                error="; ".join(errors),
-                delivered_to=delivered,
-                max_attempts=max_attempts,
-                now=now(),
-                rng=rng,
-            )
-        if state == DeliveryState.FAILED:
-            ALERT_DELIVERIES.labels(result="gave_up").inc()
-            stats.gave_up += 1
-            bound.error("alert delivery gave up", attempts=claim.attempts, errors=errors)
-        else:
-            ALERT_DELIVERIES.labels(result="failed").inc()
-            stats.retrying += 1
-            bound.warning("alert delivery failed", attempts=claim.attempts, errors=errors)
+        outcomes.append(_attempt(claim, urls, send, broken, max_attempts, now(), rng))
+    if not outcomes:
+        return stats
+    with transaction(engine) as session:
+        saved = delivery.record(session, outcomes)
+    for outcome in outcomes:
+        _report(outcome, outcome.claim.id in saved, stats)
     return stats
+
+
+def _attempt(
+    claim: delivery.Claimed,
+    urls: Sequence[str],
+    send: Sender,
+    broken: dict[str, str],
+    max_attempts: int,
+    now: datetime,
+    rng: random.Random | None,
+) -> delivery.Outcome:
+    """Send one claimed alert to every URL it has not reached yet (or to the log)."""
+    message = messages.render(claim)
+    if not urls:
+        _bound(claim).warning("alert", title=message.title, text=message.text, doc=message.doc)
+        return delivery.delivered(claim, delivered_to=(), logged_only=True, now=now)
+    delivered = list(claim.delivered_to)
+    errors: list[str] = []
+    for index, url in enumerate(urls):
+        fp = fingerprint(url)
+        if fp in delivered:
+            continue
+        if fp in broken:
+            errors.append(f"url {index + 1}: {broken[fp]} (not retried in this run)")
+            continue
+        try:
+            send(url, message)
+        except Exception as exc:  # any failure of one URL is a failed attempt, retried
+            broken[fp] = f"{type(exc).__name__}: {exc}"[:500]
+            errors.append(f"url {index + 1}: {broken[fp]}")
+        else:
+            delivered.append(fp)
+            crashpoints.reach("alert.after_send")  # sent, not yet recorded: sent again
+    if not errors:
+        return delivery.delivered(claim, delivered_to=delivered, logged_only=False, now=now)
+    return delivery.failed(
+        claim,
+        error="; ".join(errors),
+        delivered_to=delivered,
+        now=now,
+        max_attempts=max_attempts,
+        rng=rng,
+    )
+
+
+def _report(outcome: delivery.Outcome, saved: bool, stats: DeliveryStats) -> None:
+    """Count and log a recorded outcome."""
+    claim, state = outcome.claim, outcome.state
+    if state == DeliveryState.PENDING and outcome.attempts < claim.attempts:
+        stats.released += int(saved)
+    elif state == DeliveryState.LOGGED:
+        ALERT_DELIVERIES.labels(result="logged").inc()
+        stats.logged += 1
+    elif state == DeliveryState.SENT:
+        ALERT_DELIVERIES.labels(result="sent").inc()
+        stats.sent += 1
+        if not saved:
+            _bound(claim).warning("alert sent after its lease ran out; it may be sent twice")
+    elif state == DeliveryState.FAILED:
+        ALERT_DELIVERIES.labels(result="gave_up").inc()
+        stats.gave_up += 1
+        _bound(claim).error(
+            "alert delivery gave up", attempts=claim.attempts, errors=outcome.last_error
+        )
+    else:
+        ALERT_DELIVERIES.labels(result="failed").inc()
+        stats.retrying += 1
+        _bound(claim).warning(
+            "alert delivery failed", attempts=claim.attempts, errors=outcome.last_error
+        )
+
+
+def _bound(claim: delivery.Claimed) -> Any:
+    return log.bind(
+        alert_id=claim.id,
+        kind=claim.kind,
+        provider=claim.provider,
+        campaign_id=claim.campaign_id,
+        number=claim.number,
+    )
 
 
 def detect_stuck(

@@ -13,6 +13,7 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
@@ -47,17 +48,30 @@ def group_key(alert: Alert) -> GroupKey:
     return GroupKey(alert.kind, alert.provider, alert.campaign_id)
 
 
-def _count(session: Session, *where: sa.ColumnElement[bool]) -> int:
-    return int(session.exec(select(sa.func.count()).select_from(Alert).where(*where)).one())
-
-
 def is_hot(session: Session, key: GroupKey, now: datetime) -> bool:
     """More than GROUP_THRESHOLD alerts raised within GROUP_WINDOW, or waiting."""
-    recent = _count(session, *key.where(), col(Alert.created_at) >= now - GROUP_WINDOW)
-    if recent > GROUP_THRESHOLD:
-        return True
-    return (
-        _count(session, *key.where(), col(Alert.state) == DeliveryState.PENDING) > GROUP_THRESHOLD
+    return bool(
+        session.execute(sa.select(hot(key.kind, key.provider, key.campaign_id, now))).scalar()
+    )
+
+
+def hot(kind: Any, provider: Any, campaign_id: Any, now: datetime) -> sa.ColumnElement[bool]:
+    """SQL for :func:`is_hot` of the group (kind, provider, campaign_id): values, or the
+    columns of an outer query's row (``delivery.claim_due`` skips the rows of hot groups)."""
+    other = sa.alias(Alert.__table__, "same_group")  # type: ignore[attr-defined]
+    same = [
+        other.c.kind == kind,
+        other.c.provider.is_not_distinct_from(provider),
+        other.c.campaign_id.is_not_distinct_from(campaign_id),
+        other.c.is_digest.is_(False),
+    ]
+
+    def count(*where: sa.ColumnElement[bool]) -> Any:
+        return sa.select(sa.func.count()).select_from(other).where(*same, *where).scalar_subquery()
+
+    return sa.or_(
+        count(other.c.created_at >= now - GROUP_WINDOW) > GROUP_THRESHOLD,
+        count(other.c.state == DeliveryState.PENDING) > GROUP_THRESHOLD,
     )
 
 

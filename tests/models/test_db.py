@@ -75,3 +75,34 @@ def test_insert_many_refuses_a_value_too_long_for_its_column(pg_url: str) -> Non
     with pytest.raises(sa.exc.DataError), transaction(engine) as s:
         insert_many(s, Link, [row, {**row, "number": "+12025550101"}])
     engine.dispose()
+
+
+def test_json_values_round_trip_whatever_their_shape(engine: sa.Engine) -> None:
+    """Lists inside JSON are values, not another dimension of the array they travel in."""
+    from models.alerts.kinds import AlertKind
+    from models.alerts.outbox import alert_values
+    from models.tables import Alert
+
+    shapes: list[Any] = [["a", "b"], [], None, {"k": [1, [2]]}, ["x"]]
+    given = [
+        alert_values(AlertKind.STUCK, key_extra=f"j{i}", now=T0)
+        | {"payload": {"v": shape}, "delivered_to": shape if isinstance(shape, list) else None}
+        for i, shape in enumerate(shapes)
+    ]
+    with transaction(engine) as s:
+        insert_many(s, Alert, given)
+    with Session(engine) as s:
+        stored_rows = s.exec(select(Alert).order_by(col(Alert.id))).all()
+        assert [(a.payload, a.delivered_to) for a in stored_rows] == [
+            (g["payload"], g["delivered_to"]) for g in given
+        ]
+        ids = [a.id for a in stored_rows]
+    changes = [
+        {"id": i, "delivered_to": [str(i), [i]] if i % 2 else None, "state": "sending"} for i in ids
+    ]
+    with transaction(engine) as s:
+        update_many(s, Alert, changes, assign=("delivered_to", "state"))
+    with Session(engine) as s:
+        assert [a.delivered_to for a in s.exec(select(Alert).order_by(col(Alert.id)))] == [
+            c["delivered_to"] for c in changes
+        ]
