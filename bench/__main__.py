@@ -21,7 +21,7 @@ from typing import Any
 
 from bench.common import RESULTS, Figure, log, scratch_database
 
-BENCHES = ("ingest", "apply", "polling", "bulk", "adopt", "scale", "soak")
+BENCHES = ("ingest", "apply", "kill", "polling", "bulk", "adopt", "scale", "soak")
 
 
 def _machine() -> dict[str, Any]:
@@ -116,10 +116,11 @@ def main(argv: list[str] | None = None) -> int:
 
         return run
 
-    from bench import apply, bulk, ingest, polling, scale, soak
+    from bench import apply, bulk, ingest, kill, polling, scale, soak
 
     step("ingest", in_db(ingest, "dlcsync_bench_ingest", args.quick))
     step("apply", in_db(apply, "dlcsync_bench_apply", args.quick))
+    step("kill", in_db(kill, "dlcsync_bench_kill", args.quick))
     step("polling", in_db(polling, "dlcsync_bench_poll", args.quick))
     step("bulk", in_db(bulk, "dlcsync_bench_bulk", args.quick))
     if "adopt" in chosen:  # bench/adopt.py (adopting existing links) is written separately
