@@ -241,7 +241,8 @@ def run(drop: bool, quick: bool) -> tuple[list[Figure], dict[str, Any]]:
     def due() -> None:
         with Session(engine) as s:
             claims = claim_due(s, limit=500)
-            assert len(claims) == 500
+            # Whole campaigns while they fit: up to 500, never a campaign split.
+            assert 0 < len(claims) <= 500
             s.rollback()
 
     def summary_big() -> None:

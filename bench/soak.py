@@ -31,7 +31,7 @@ def run(database_url: str, workdir: Path, seconds: float) -> tuple[list[Figure],
         "DATABASE_URL": database_url,
         "REDIS_URL": REDIS_URL,
         "TELNYX_PUBLIC_KEY": signer.public_key,
-        "API_TOKEN": "bench",
+        "API_TOKEN": "bench-token-0123456789abcdefghijklmnopq",  # check_api_token: >= 32
         "PROMETHEUS_MULTIPROC_DIR": str(workdir / "soak-metrics"),
     }
     (workdir / "soak-metrics").mkdir(parents=True, exist_ok=True)
