@@ -167,6 +167,19 @@ def apply_observation(
         drift=decision.drift,
         updated_at=now,
     )
+    if to_state is State.FAILED and obs.retry_once and not _retried(session, link, before):
+        # Telnyx's cure for a dormant campaign: the failed assignment woke it up, so ask once
+        # more. A new generation, so the history shows both attempts; no alert for the first.
+        session.refresh(link)
+        _start_generation(
+            session,
+            link,
+            request_link(snapshot(link), campaign_id),
+            Source.SYSTEM,
+            now,
+            reason=RETRY_REASON,
+        )
+        return decision
     if decision.alert is not None:
         alerts.raise_alert(
             session,
@@ -179,6 +192,23 @@ def apply_observation(
     return decision
 
 
+#: The audit reason of the automatic second attempt after a dormant-campaign failure.
+RETRY_REASON = "retry: the failure said the campaign was dormant (the first attempt woke it)"
+
+
+def _retried(session: Session, link: Link, before: LinkSnapshot) -> bool:
+    """Whether the failed generation was already the automatic retry (retry only once)."""
+    row = session.exec(
+        select(LinkEvent.id).where(
+            LinkEvent.link_id == link.id,
+            LinkEvent.generation == before.generation,
+            LinkEvent.to_state == State.LINK_REQUESTED.value,
+            LinkEvent.reason == RETRY_REASON,
+        )
+    ).first()
+    return row is not None
+
+
 @dataclass(frozen=True)
 class RequestResult:
     accepted: bool
@@ -188,7 +218,12 @@ class RequestResult:
 
 
 def _insert_if_missing(
-    session: Session, provider: str, number: str, campaign_id: str, now: datetime
+    session: Session,
+    provider: str,
+    number: str,
+    campaign_id: str,
+    now: datetime,
+    skip_preflight: bool = False,
 ) -> bool:
     """Insert a fresh link row unless one exists; True if this call inserted it."""
     values = {
@@ -205,6 +240,7 @@ def _insert_if_missing(
         "poll_attempts": 0,
         "request_attempts": 0,
         "needs_check": False,
+        "skip_preflight": skip_preflight,
         "created_at": now,
         "updated_at": now,
     }
@@ -219,10 +255,14 @@ def request_link_of(
     *,
     source: Source,
     now: datetime | None = None,
+    skip_preflight: bool = False,
 ) -> RequestResult:
-    """Record an operator's wish to link ``number`` to ``campaign_id`` (idempotent)."""
+    """Record an operator's wish to link ``number`` to ``campaign_id`` (idempotent).
+
+    ``skip_preflight``: the worker sends this link without the pre-flight checks.
+    """
     now = now or utcnow()
-    if _insert_if_missing(session, provider, number, campaign_id, now):
+    if _insert_if_missing(session, provider, number, campaign_id, now, skip_preflight):
         link = load(session, provider, number)
         assert link is not None
         _audit(
@@ -239,7 +279,14 @@ def request_link_of(
         return RequestResult(True, True, "link requested", link)
     link = load(session, provider, number)
     assert link is not None
-    return _start_generation(session, link, request_link(snapshot(link), campaign_id), source, now)
+    return _start_generation(
+        session,
+        link,
+        request_link(snapshot(link), campaign_id),
+        source,
+        now,
+        skip_preflight=skip_preflight,
+    )
 
 
 def request_unlink_of(
@@ -254,14 +301,21 @@ def request_unlink_of(
 
 
 def _start_generation(
-    session: Session, link: Link, req: Request, source: Source, now: datetime
+    session: Session,
+    link: Link,
+    req: Request,
+    source: Source,
+    now: datetime,
+    *,
+    skip_preflight: bool = False,
+    reason: str | None = None,
 ) -> RequestResult:
     if not req.new_generation:
         return RequestResult(True, False, req.reason, link)
     assert req.state is not None and req.direction is not None and req.campaign_id is not None
     before = snapshot(link)
     generation = before.generation + 1
-    reason = (
+    reason = reason or (
         f"move from campaign {req.prior_campaign_id}"
         if req.prior_campaign_id
         else f"{req.direction} requested"
@@ -298,6 +352,7 @@ def _start_generation(
         request_attempts=0,
         needs_check=False,
         last_error=None,
+        skip_preflight=skip_preflight,
         updated_at=now,
     )
     session.refresh(link)

@@ -51,6 +51,8 @@ class Source(enum.StrEnum):
     API = "api"
     CLI = "cli"
     SYSTEM = "system"
+    #: ``dlcsync adopt``: a link found at the carrier (its listing is a fresh observation).
+    ADOPTED = "adopted"
 
 
 class Signal(enum.StrEnum):
@@ -141,11 +143,13 @@ class Observation:
     reason: str | None = None
     #: The provider's own timestamp, when it sent one (kept in the audit row).
     provider_time: datetime | None = None
+    #: The provider says this failure is cured by asking once more (a dormant campaign).
+    retry_once: bool = False
 
     @property
     def fresh(self) -> bool:
-        """A poll is the provider's current truth."""
-        return self.source is Source.POLL
+        """A poll (or an adoption's listing) is the provider's current truth."""
+        return self.source in (Source.POLL, Source.ADOPTED)
 
 
 @dataclass(frozen=True)

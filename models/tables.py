@@ -1,4 +1,6 @@
-"""The four tables: links, link_events (append-only audit), inbox, alerts.
+"""The tables: links, link_events (append-only audit), inbox, alerts, jobs (background
+operations such as an adoption started through the API) and campaign_limits (the operator's
+number caps for the pre-flight check).
 
 States are stored as plain strings (the values of :class:`models.statemachine.State`), so
 adding a state never needs an enum migration. Times are always timezone-aware UTC.
@@ -70,6 +72,8 @@ class Link(SQLModel, table=True):
     #: A request timed out: it may have reached the provider, so GET before sending again.
     needs_check: bool = False
     last_error: str | None = Field(default=None, max_length=2000)
+    #: The operator said to send this generation's link without the pre-flight checks.
+    skip_preflight: bool = Field(default=False, sa_column_kwargs={"server_default": sa.false()})
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime(), nullable=False)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime(), nullable=False)
 
@@ -175,3 +179,36 @@ class Alert(SQLModel, table=True):
     digest_id: int | None = Field(default=None, foreign_key="alerts.id")
     #: Fingerprints of the ALERT_URLS already delivered to, so a retry skips them.
     delivered_to: list[str] | None = Field(default=None, sa_type=sa.JSON())
+
+
+class Job(SQLModel, table=True):
+    """A long operation run by the worker (``POST /api/v1/adopt``): its progress and summary."""
+
+    __tablename__ = "jobs"
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=16)
+    #: queued -> running -> done | failed
+    state: str = Field(default="queued", max_length=16)
+    params: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON())
+    progress: int = 0
+    total: int | None = None
+    summary: dict[str, Any] | None = Field(default=None, sa_type=sa.JSON())
+    error: str | None = Field(default=None, max_length=2000)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime(), nullable=False)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime(), nullable=False)
+
+
+class CampaignLimit(SQLModel, table=True):
+    """The operator's cap on a campaign's numbers (``dlcsync campaign set --max-numbers``)."""
+
+    __tablename__ = "campaign_limits"
+    __table_args__ = (
+        sa.UniqueConstraint("provider", "campaign_id", name="uq_campaign_limits_campaign"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    provider: str = Field(max_length=32)
+    campaign_id: str = Field(max_length=64)
+    max_numbers: int
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime(), nullable=False)

@@ -91,6 +91,29 @@ class NumberStatus:
 
 
 @dataclass(frozen=True)
+class CampaignInfo:
+    """What a provider says about a campaign, for the pre-flight checks before a link.
+
+    ``None`` in a field means the provider did not say: a check never guesses from it.
+    """
+
+    campaign_id: str
+    #: False when the provider does not know the campaign (it answered 404).
+    exists: bool = True
+    #: The provider's status text, e.g. ``ACTIVE`` or ``MNO_PROVISIONED/ACTIVE``.
+    status: str | None = None
+    #: False when the status says the campaign cannot take numbers now; then ``why`` says why.
+    can_take_numbers: bool | None = None
+    why: str | None = None
+    number_pooling: bool | None = None
+    usecase: str | None = None
+
+    @property
+    def sole_proprietor(self) -> bool | None:
+        return None if self.usecase is None else self.usecase.upper() == "SOLE_PROPRIETOR"
+
+
+@dataclass(frozen=True)
 class CallbackRequest:
     """A webhook request as received, before trusting anything in it."""
 
@@ -160,6 +183,22 @@ class ProviderClient(ABC):
     @abstractmethod
     def list_campaign(self, campaign_id: str) -> list[NumberStatus]:
         """All numbers of a campaign, every page."""
+
+    @abstractmethod
+    def list_account(self) -> list[NumberStatus]:
+        """Every linked (or pending) number of the account, every page, with its campaign.
+
+        List endpoints only (``dlcsync adopt``): never a request per number.
+        """
+
+    @abstractmethod
+    def campaign(self, campaign_id: str) -> CampaignInfo:
+        """The campaign's status, pooling and use case (``exists=False`` on a 404)."""
+
+    def is_dormant_failure(self, status: NumberStatus) -> bool:
+        """Whether a failed link failed only because its campaign was dormant (and the failure
+        reactivated it, so one more attempt is expected to succeed)."""
+        return False
 
     def move(self, number: str, from_campaign: str, to_campaign: str) -> NumberStatus:
         raise NotImplementedError(f"{self.name} cannot move a number in one call")

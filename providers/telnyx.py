@@ -26,6 +26,7 @@ import binascii
 import json
 import re
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, ClassVar
@@ -42,6 +43,7 @@ from .base import (
     CallbackHandler,
     CallbackParseError,
     CallbackRequest,
+    CampaignInfo,
     MalformedResponse,
     NoLimit,
     NumberStatus,
@@ -61,6 +63,24 @@ from .http import (
 
 NAME = "telnyx"
 PATH = "/v2/10dlc/phone_number_campaigns"
+#: Campaign lookups (REFERENCE §12): own campaigns by UUID, shared ones by TCR id.
+CAMPAIGN_PATH = "/v2/10dlc/campaign/"
+PARTNER_CAMPAIGN_PATH = "/v2/10dlc/partner_campaigns/"
+
+#: ``campaignStatus`` values after which a campaign cannot take numbers (REFERENCE §12).
+CAMPAIGN_REFUSES = frozenset(
+    {
+        "TCR_SUSPENDED",
+        "TCR_EXPIRED",
+        "TCR_FAILED",
+        "TELNYX_FAILED",
+        "MNO_REJECTED",
+        "MNO_PROVISIONING_FAILED",
+    }
+)
+CAMPAIGN_ACCEPTS = frozenset({"MNO_PROVISIONED"})
+#: A dormant campaign's first assignment fails and reactivates it (REFERENCE §12).
+_DORMANT = re.compile(r"dormant", re.IGNORECASE)
 
 # --- status tables (REFERENCE §8.2) -------------------------------------------------------
 
@@ -164,6 +184,55 @@ def _telnyx_error(response: httpx.Response) -> tuple[str | None, str | None]:
     return (text[:500] or None), (str(code)[:40] if isinstance(code, str | int) else None)
 
 
+def _is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _flag(body: Mapping[str, Any], *keys: str) -> bool | None:
+    """True if any key is true, False if all present ones are false, None if none is a bool."""
+    values = [body.get(k) for k in keys if isinstance(body.get(k), bool)]
+    if not values:
+        return None
+    return any(values)
+
+
+def campaign_info(campaign_id: str, body: Mapping[str, Any], *, own: bool) -> CampaignInfo:
+    """A ``TelnyxCampaign_CSP`` (own) or ``TelnyxDownstreamCampaign`` (shared) as CampaignInfo."""
+    status = body.get("status") if own else None
+    tcr_status = body.get("campaignStatus")
+    status = status if isinstance(status, str) else None
+    tcr_status = tcr_status if isinstance(tcr_status, str) else None
+    can: bool | None = None
+    why: str | None = None
+    if status is not None and status.upper() == "EXPIRED":
+        can, why = False, "campaign status is EXPIRED"
+    elif own and body.get("isTMobileSuspended") is True:
+        can, why = False, "campaign is suspended by T-Mobile"
+    elif tcr_status is not None and tcr_status.upper() in CAMPAIGN_REFUSES:
+        can, why = False, f"campaign status is {tcr_status}"
+    elif tcr_status is not None and tcr_status.upper() in CAMPAIGN_ACCEPTS:
+        can = True
+    pooling_keys = (
+        ("isTMobileNumberPoolingEnabled", "numberPool")
+        if own
+        else ("isNumberPoolingEnabled", "numberPool")
+    )
+    usecase = body.get("usecase")
+    shown = "/".join(s for s in (tcr_status, status) if s)
+    return CampaignInfo(
+        campaign_id,
+        status=shown or None,
+        can_take_numbers=can,
+        why=why,
+        number_pooling=_flag(body, *pooling_keys),
+        usecase=usecase if isinstance(usecase, str) and usecase else None,
+    )
+
+
 def _path(number: str) -> str:
     if not is_e164(number):
         raise PermanentProviderError(f"telnyx: not an E.164 number: {str(number)[:40]!r}")
@@ -253,13 +322,21 @@ class TelnyxClient(ProviderClient):
         return self._record(response, to_campaign, number, default=Direction.LINK)
 
     def list_campaign(self, campaign_id: str) -> list[NumberStatus]:
+        return self._list({"filter[telnyx_campaign_id]": campaign_id}, campaign_id)
+
+    def list_account(self) -> list[NumberStatus]:
+        # No filter: every phone-number-campaign of the account, each with its own campaign.
+        return self._list({}, "")
+
+    def _list(self, filters: Mapping[str, str], campaign_id: str) -> list[NumberStatus]:
+        what = f"campaign {campaign_id}" if campaign_id else "the account"
         seen: dict[str, NumberStatus] = {}
         for page in range(1, self.max_pages + 1):
             response = self._call(
                 "GET",
                 PATH,
                 params={
-                    "filter[telnyx_campaign_id]": campaign_id,
+                    **filters,
                     "page": page,
                     "recordsPerPage": self.page_size,
                     # Oldest first: numbers added while we page land at the end.
@@ -289,8 +366,31 @@ class TelnyxClient(ProviderClient):
                 total is not None and page * self.page_size >= total
             ):
                 return list(seen.values())
-        raise MalformedResponse(
-            f"telnyx: campaign {campaign_id} has more than {self.max_pages} pages; giving up"
+        raise MalformedResponse(f"telnyx: {what} has more than {self.max_pages} pages; giving up")
+
+    def campaign(self, campaign_id: str) -> CampaignInfo:
+        # Own campaigns have a UUID; a campaign shared by another CSP is known by its TCR id.
+        own = _is_uuid(campaign_id)
+        path = CAMPAIGN_PATH if own else PARTNER_CAMPAIGN_PATH
+        try:
+            response = self._call("GET", path + quote(campaign_id, safe=""), number_scoped=False)
+        except PermanentProviderError as exc:
+            if exc.status == 404:
+                return CampaignInfo(campaign_id, exists=False, why=str(exc))
+            raise
+        body = decode_json(response, provider=NAME)
+        if isinstance(body, dict) and isinstance(body.get("data"), dict):
+            body = body["data"]
+        if not isinstance(body, dict):
+            raise malformed(response, NAME, "a campaign is not a JSON object")
+        return campaign_info(campaign_id, body, own=own)
+
+    def is_dormant_failure(self, status: NumberStatus) -> bool:
+        return (
+            status.signal is Signal.FAILED
+            and status.direction is not Direction.UNLINK
+            and bool(status.reason)
+            and _DORMANT.search(status.reason or "") is not None
         )
 
     def _record(

@@ -25,6 +25,7 @@ from werkzeug.routing import Map, RequestRedirect, Rule
 from werkzeug.wrappers import Request, Response
 
 from sandbox.callbacks import Dispatcher, tcr_campaign_id
+from sandbox.campaigns import CampaignConfigError, plivo_campaign, telnyx_campaign
 from sandbox.config import ConfigError, SandboxConfig
 from sandbox.signing import TelnyxSigner
 from sandbox.state import (
@@ -230,6 +231,16 @@ class Sandbox:
                 methods=["GET", "DELETE"],
             ),
             Rule(
+                "/v1/Account/<auth_id>/10dlc/Campaign/",
+                endpoint="plivo.campaigns",
+                methods=["GET"],
+            ),
+            Rule(
+                "/v1/Account/<auth_id>/10dlc/Campaign/<cid>/",
+                endpoint="plivo.campaign",
+                methods=["GET"],
+            ),
+            Rule(
                 "/v1/Account/<auth_id>/Number/<number>/",
                 endpoint="plivo.account_number",
                 methods=["GET"],
@@ -250,7 +261,17 @@ class Sandbox:
                     methods=["GET", "PUT", "DELETE"],
                 )
             )
+        rules.append(Rule("/v2/10dlc/campaign/<cid>", endpoint="telnyx.campaign", methods=["GET"]))
+        rules.append(
+            Rule(
+                "/v2/10dlc/partner_campaigns/<cid>",
+                endpoint="telnyx.partner_campaign",
+                methods=["GET"],
+            )
+        )
         for name, methods in (
+            ("campaigns", ["GET", "POST"]),
+            ("preload", ["POST"]),
             ("config", ["GET", "POST"]),
             ("counters", ["GET"]),
             ("reset", ["POST"]),
@@ -652,7 +673,64 @@ class Sandbox:
             },
         )
 
+    def _plivo_campaigns(self, method: str, args: dict[str, str], request: Request) -> _Reply:
+        """Plivo's campaign list: configured campaigns and those holding numbers, paged."""
+        cfg = self._cfg
+        try:
+            limit = int(request.args.get("limit", 20))
+            offset = int(request.args.get("offset", 0))
+        except ValueError:
+            return self._error("plivo", 400, "limit and offset must be integers")
+        if limit < 1 or limit > cfg.plivo_max_limit or offset < 0:
+            return self._error("plivo", 400, f"limit should be between 1 and {cfg.plivo_max_limit}")
+        ids = {c.campaign_id for c in self.carrier.campaigns.configured("plivo") if c.exists}
+        ids |= {r.campaign_id for r in self.carrier.campaign_records("plivo", None)}
+        page = sorted(ids)[offset : offset + limit]
+        base = f"/v1/Account/{args['auth_id']}/10dlc/Campaign/"
+        after = offset + limit
+        return _Reply(
+            200,
+            {
+                "api_id": _api_id(),
+                "meta": {
+                    "limit": limit,
+                    "offset": offset,
+                    "next": f"{base}?limit={limit}&offset={after}" if after < len(ids) else None,
+                    "previous": None
+                    if offset == 0
+                    else f"{base}?limit={limit}&offset={max(0, offset - limit)}",
+                    "total_count": len(ids),
+                },
+                "campaigns": [
+                    plivo_campaign(self.carrier.campaigns.get("plivo", cid), args["auth_id"])
+                    for cid in page
+                ],
+            },
+        )
+
+    def _plivo_campaign(self, method: str, args: dict[str, str], request: Request) -> _Reply:
+        campaign = self.carrier.campaigns.get("plivo", args["cid"])
+        if not campaign.exists:
+            return self._error("plivo", 404, "campaign not found")
+        return _Reply(
+            200, {"api_id": _api_id(), "campaign": plivo_campaign(campaign, args["auth_id"])}
+        )
+
     # ---- Telnyx ----
+    def _telnyx_campaign(self, method: str, args: dict[str, str], request: Request) -> _Reply:
+        campaign = self.carrier.campaigns.get("telnyx", args["cid"])
+        if not campaign.exists:
+            return self._not_found("telnyx")
+        return _Reply(200, telnyx_campaign(campaign, shared=False))
+
+    def _telnyx_partner_campaign(
+        self, method: str, args: dict[str, str], request: Request
+    ) -> _Reply:
+        campaign = self.carrier.campaigns.get("telnyx", args["cid"])
+        if not campaign.exists:
+            return self._not_found("telnyx")
+        return _Reply(200, telnyx_campaign(campaign, shared=True))
+
     def _telnyx_record(self, rec: Record) -> dict[str, Any]:
         out: dict[str, Any] = {
             "phoneNumber": rec.number,
@@ -812,6 +890,8 @@ class Sandbox:
             return _Reply(200, {**self._cfg.to_dict(), "telnyx_public_key": self.telnyx_public_key})
         if name == "counters":
             return _Reply(200, self.counters())
+        if name in ("campaigns", "preload"):
+            return self._control_campaigns(name, request, body)
         if name == "reset":
             self.reset(config=bool(body.get("config", False)))
             return _Reply(200, {"reset": True})
@@ -860,6 +940,38 @@ class Sandbox:
         if name == "env":
             return _Reply(200, self.env(request.host_url.rstrip("/")))
         return _Reply(404, {"error": "unknown control endpoint"})
+
+    def _control_campaigns(self, name: str, request: Request, body: dict[str, Any]) -> _Reply:
+        """``/_sandbox/campaigns`` (change one campaign, or list the configured ones) and
+        ``/_sandbox/preload`` (links that existed before dlcsync, created silently)."""
+        provider = (
+            body.get("provider") if request.method == "POST" else request.args.get("provider")
+        )
+        if provider not in PROVIDERS:
+            return _Reply(400, {"error": "provider must be plivo or telnyx"})
+        campaigns = self.carrier.campaigns
+        if name == "campaigns" and request.method == "GET":
+            return _Reply(200, {"campaigns": [vars(c) for c in campaigns.configured(provider)]})
+        if name == "campaigns":
+            cid = body.get("campaign_id")
+            if not isinstance(cid, str) or not cid:
+                return _Reply(400, {"error": "campaign_id is required"})
+            changes = {k: v for k, v in body.items() if k not in ("provider", "campaign_id")}
+            try:
+                return _Reply(200, vars(campaigns.update(provider, cid, changes)))
+            except CampaignConfigError as exc:
+                return _Reply(400, {"error": str(exc)})
+        links = body.get("links")
+        if not isinstance(links, list):
+            return _Reply(400, {"error": "links must be a list"})
+        parsed: list[tuple[str, str, bool]] = []
+        for i, item in enumerate(links):
+            number = nanp_e164(item.get("number")) if isinstance(item, dict) else None
+            cid = item.get("campaign_id") if isinstance(item, dict) else None
+            if number is None or not isinstance(cid, str) or not cid:
+                return _Reply(400, {"error": f"links[{i}] needs a US number and a campaign_id"})
+            parsed.append((number, cid, item.get("status") == "pending"))
+        return _Reply(200, {"preloaded": self.carrier.preload(provider, parsed)})
 
 
 _TELNYX_TITLES = {
