@@ -40,6 +40,7 @@ def db_check(settings: Settings) -> None:
 
 def _register_subcommands() -> None:
     """Commands that live in their own modules (imported lazily by click at call time)."""
+    from dlcsync.commands.adopt import adopt
     from dlcsync.commands.alerts import alerts
     from dlcsync.commands.export import export
     from dlcsync.commands.history import history
@@ -51,7 +52,7 @@ def _register_subcommands() -> None:
 
     main.add_command(sandbox)
     main.add_command(run)
-    for command in (link, unlink, status, history, reconcile, export, alerts):
+    for command in (link, unlink, status, history, reconcile, export, alerts, adopt):
         main.add_command(command)
 
 
