@@ -67,6 +67,7 @@ def link_numbers(
     source: Source,
     dry_run: bool = False,
     now: datetime | None = None,
+    skip_preflight: bool = False,
 ) -> list[NumberResult]:
     """Record link requests (not committed: the caller owns the transaction)."""
     valid, rejected = validate(entries)
@@ -78,7 +79,15 @@ def link_numbers(
             reason = req.reason if not req.new_generation else "would request link"
             results.append(NumberResult(number, True, reason, req.new_generation, entry.line))
             continue
-        r = request_link_of(session, provider, number, campaign_id, source=source, now=now)
+        r = request_link_of(
+            session,
+            provider,
+            number,
+            campaign_id,
+            source=source,
+            now=now,
+            skip_preflight=skip_preflight,
+        )
         results.append(NumberResult(number, r.accepted, r.reason, r.changed, entry.line))
     return _in_input_order(results)
 
