@@ -73,7 +73,8 @@ def test_apply_links_moves_prunes_and_a_second_apply_changes_nothing(
     plan = dlcsync("plan", second, "--prune")
     assert plan.exit_code == 0, plan.output
     total = next(row for row in plan.output.splitlines() if "total" in row)
-    assert [c for c in total.split() if c.isdigit()] == ["1", "1", "1", "1"]  # link, move, unlink, unchanged
+    # link, move, unlink, unchanged
+    assert [c for c in total.split() if c.isdigit()] == ["1", "1", "1", "1"]
     before = events(db)
     assert events(db) == before and links(db)[C][1] == "LINK_REQUESTED"  # plan wrote nothing
 
