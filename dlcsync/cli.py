@@ -42,6 +42,7 @@ def _register_subcommands() -> None:
     """Commands that live in their own modules (imported lazily by click at call time)."""
     from dlcsync.commands.adopt import adopt
     from dlcsync.commands.alerts import alerts
+    from dlcsync.commands.campaign import campaign
     from dlcsync.commands.desired import apply, plan
     from dlcsync.commands.export import export
     from dlcsync.commands.history import history
@@ -53,7 +54,19 @@ def _register_subcommands() -> None:
 
     main.add_command(sandbox)
     main.add_command(run)
-    for command in (link, unlink, status, history, reconcile, export, alerts, adopt, plan, apply):
+    for command in (
+        link,
+        unlink,
+        status,
+        history,
+        reconcile,
+        export,
+        alerts,
+        adopt,
+        plan,
+        apply,
+        campaign,
+    ):
         main.add_command(command)
 
 

@@ -88,6 +88,9 @@ class NumberStatus:
     direction: Direction | None = None
     provider_time: datetime | None = None
     reason: str | None = None
+    #: A failure that one more attempt cures (Telnyx: the campaign was dormant, and the
+    #: failed assignment reactivated it).
+    retry_once: bool = False
 
 
 @dataclass(frozen=True)
@@ -142,6 +145,8 @@ class CallbackEvent:
     provider_time: datetime | None = None
     reason: str | None = None
     ignore_reason: str | None = None
+    #: As :attr:`NumberStatus.retry_once`.
+    retry_once: bool = False
 
 
 class RateLimiter(Protocol):
@@ -194,11 +199,6 @@ class ProviderClient(ABC):
     @abstractmethod
     def campaign(self, campaign_id: str) -> CampaignInfo:
         """The campaign's status, pooling and use case (``exists=False`` on a 404)."""
-
-    def is_dormant_failure(self, status: NumberStatus) -> bool:
-        """Whether a failed link failed only because its campaign was dormant (and the failure
-        reactivated it, so one more attempt is expected to succeed)."""
-        return False
 
     def move(self, number: str, from_campaign: str, to_campaign: str) -> NumberStatus:
         raise NotImplementedError(f"{self.name} cannot move a number in one call")

@@ -184,6 +184,18 @@ def _telnyx_error(response: httpx.Response) -> tuple[str | None, str | None]:
     return (text[:500] or None), (str(code)[:40] if isinstance(code, str | int) else None)
 
 
+def is_dormant_failure(
+    signal: Signal | None, direction: Direction | None, reason: str | None
+) -> bool:
+    """A failed assignment whose reason says the campaign was dormant: Telnyx's documented
+    cure is to assign again (the failure reactivated the campaign)."""
+    return (
+        signal is Signal.FAILED
+        and direction is not Direction.UNLINK
+        and _DORMANT.search(reason or "") is not None
+    )
+
+
 def _is_uuid(value: str) -> bool:
     try:
         uuid.UUID(value)
@@ -385,13 +397,9 @@ class TelnyxClient(ProviderClient):
             raise malformed(response, NAME, "a campaign is not a JSON object")
         return campaign_info(campaign_id, body, own=own)
 
-    def is_dormant_failure(self, status: NumberStatus) -> bool:
-        return (
-            status.signal is Signal.FAILED
-            and status.direction is not Direction.UNLINK
-            and bool(status.reason)
-            and _DORMANT.search(status.reason or "") is not None
-        )
+    @staticmethod
+    def is_dormant_failure(status: NumberStatus) -> bool:
+        return is_dormant_failure(status.signal, status.direction, status.reason)
 
     def _record(
         self,
@@ -435,14 +443,17 @@ class TelnyxClient(ProviderClient):
         reasons = item.get("failureReasons")
         if isinstance(reasons, list):
             reasons = "; ".join(str(r) for r in reasons if r)
+        reason = reasons if isinstance(reasons, str) and reasons else None
+        direction = direction if signal is not None else None
         return NumberStatus(
             number=number,
             campaign_id=answered,
             provider_status=status,
             signal=signal,
-            direction=direction if signal is not None else None,
+            direction=direction,
             provider_time=parse_time(item.get("updatedAt")),
-            reason=reasons if isinstance(reasons, str) and reasons else None,
+            reason=reason,
+            retry_once=is_dormant_failure(signal, direction or default, reason),
         )
 
 
@@ -635,6 +646,7 @@ class TelnyxCallbackHandler(CallbackHandler):
         if occurred is not None and provider_time is None:
             raise CallbackParseError("telnyx: unreadable data.occurred_at")
         signal, direction = map_webhook_status(kind, status)
+        reason = _reasons(payload.get("reasons"))
         return CallbackEvent(
             dedupe_key=event_id,
             relevant=True,
@@ -645,5 +657,6 @@ class TelnyxCallbackHandler(CallbackHandler):
             direction=direction,
             event_id=event_id,
             provider_time=provider_time,
-            reason=_reasons(payload.get("reasons")),
+            reason=reason,
+            retry_once=is_dormant_failure(signal, direction, reason),
         )

@@ -63,6 +63,7 @@ def _apply_one(
         campaign_id=event.campaign_id,
         reason=event.reason,
         provider_time=event.provider_time,
+        retry_once=event.retry_once,
     )
     decision = apply_observation(session, item.provider, event.number, obs, inbox_id=item.id)
     # The callback is a hint: poll the number now, whatever the verdict.

@@ -45,6 +45,7 @@ from providers.base import (
     ProviderError,
     TemporaryProviderError,
 )
+from worker.preflight import Preflight
 
 log = structlog.get_logger(__name__)
 
@@ -80,6 +81,8 @@ class Reconciler:
     cadence: Cadence = field(default_factory=Cadence)
     rng: random.Random = field(default_factory=random.Random)
     clock: Callable[[], datetime] = utcnow
+    #: Checks before a link request leaves (None: no checks).
+    preflight: Preflight | None = None
 
     # -- entry points -------------------------------------------------------------------
 
@@ -129,8 +132,12 @@ class Reconciler:
                     claim, f"provider {claim.provider} is not configured", None, stats
                 )
             return
+        refused = self.preflight.refusals(client, claims) if self.preflight else {}
         batchable: list[Claim] = []
         for claim in claims:
+            if claim.link_id in refused:
+                self._refuse(claim, refused[claim.link_id], stats)
+                continue
             if claim.needs_check and self._already_there(client, claim, stats):
                 continue
             operation = self._operation(client, claim)
@@ -345,6 +352,7 @@ class Reconciler:
             generation=claim.generation,
             reason=status.reason,
             provider_time=status.provider_time,
+            retry_once=status.retry_once,
         )
 
     def _apply_status(
@@ -391,6 +399,18 @@ class Reconciler:
             provider_status="REJECTED",
             signal=Signal.FAILED,
             direction=direction,
+            reason=reason,
+        )
+        self._apply_status(claim, status, stats, source=Source.SYSTEM)
+
+    def _refuse(self, claim: Claim, reason: str, stats: Stats) -> None:
+        """A pre-flight refusal: the link fails now and no request is sent."""
+        status = NumberStatus(
+            number=claim.number,
+            campaign_id=claim.campaign_id,
+            provider_status="PREFLIGHT_REFUSED",
+            signal=Signal.FAILED,
+            direction=Direction.LINK,
             reason=reason,
         )
         self._apply_status(claim, status, stats, source=Source.SYSTEM)
