@@ -7,10 +7,10 @@ from collections.abc import Iterator
 import httpx
 import pytest
 import sqlalchemy as sa
-from conftest import Invoke
 
 from models.tables import Alert, Link, LinkEvent
 from sandbox import SandboxConfig, SandboxHandle, start_sandbox
+from tests.dlcsync.conftest import Invoke
 
 OWN = "6f1e6a52-3a43-4c8e-9f0e-0a7c3c2b9d11"
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import sqlalchemy as sa
-from conftest import Invoke
 
 from models.tables import Link, LinkEvent
+from tests.dlcsync.conftest import Invoke
 
 A, B, C, D = "+12025551001", "+12025551002", "+12025551003", "+12025551004"
 

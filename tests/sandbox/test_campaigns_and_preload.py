@@ -6,13 +6,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from conftest import Api, make_config
 
 from models.statemachine import Signal
 from providers.base import PermanentProviderError
 from providers.plivo import PlivoClient, make_plivo_http
 from providers.telnyx import TelnyxClient, make_telnyx_http
 from sandbox import SandboxHandle, start_sandbox
+from tests.sandbox.conftest import Api, make_config
 
 OWN = "6f1e6a52-3a43-4c8e-9f0e-0a7c3c2b9d11"
 
