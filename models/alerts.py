@@ -92,6 +92,22 @@ def raise_alert(
     now: datetime | None = None,
 ) -> bool:
     """Add an alert to the outbox unless its dedupe key exists. True if it was added."""
+    values = alert_values(
+        kind, link=link, reason=reason, key_extra=key_extra, payload=payload, now=now
+    )
+    return insert_ignoring_conflicts(session, Alert, values) is not None
+
+
+def alert_values(
+    kind: AlertKind,
+    *,
+    link: Link | None = None,
+    reason: str | None = None,
+    key_extra: str | None = None,
+    payload: dict[str, Any] | None = None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """The outbox row of an alert (``link`` as it is once the change is saved)."""
     now = now or utcnow()
     body: dict[str, Any] = {"kind": kind.value, "reason": reason}
     if link is not None:
@@ -106,7 +122,7 @@ def raise_alert(
             "since": link.updated_at.isoformat(),
         }
     body |= payload or {}
-    values = {
+    return {
         "kind": kind.value,
         "dedupe_key": dedupe_key(kind, link, key_extra),
         "link_id": link.id if link is not None else None,
@@ -120,7 +136,6 @@ def raise_alert(
         "next_attempt_at": now,
         "created_at": now,
     }
-    return insert_ignoring_conflicts(session, Alert, values) is not None
 
 
 # --- stuck detection ---------------------------------------------------------------------

@@ -14,7 +14,7 @@ from datetime import datetime
 
 from sqlmodel import Session
 
-from models.links import load, request_link_of, request_unlink_of, snapshot
+from models.links import NOT_MANAGED, load, request_link_of, request_unlink_of, snapshot
 from models.numbers import InvalidNumber, to_e164_us
 from models.statemachine import Source, request_link, request_unlink
 
@@ -106,9 +106,7 @@ def unlink_numbers(
     for entry, number in valid:
         link = load(session, provider, number, lock=not dry_run)
         if link is None:
-            results.append(
-                NumberResult(number, False, "number is not managed by dlcsync", line=entry.line)
-            )
+            results.append(NumberResult(number, False, NOT_MANAGED, line=entry.line))
         elif dry_run:
             req = request_unlink(snapshot(link))
             reason = req.reason if not req.new_generation else "would request unlink"

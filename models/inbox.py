@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from models.db import insert_ignoring_conflicts
+from models.db import insert_ignoring_conflicts, update_many
 from models.tables import InboxItem, utcnow
 
 #: A row that fails this many times is marked failed and alerted, never retried forever.
@@ -76,13 +76,34 @@ def lock_unprocessed(session: Session, inbox_id: int) -> InboxItem | None:
     ).first()
 
 
-def record_outcome(
-    item: InboxItem, outcome: str, reason: str | None, *, now: datetime | None = None
+def lock_unprocessed_many(session: Session, ids: Sequence[int]) -> list[InboxItem]:
+    """The rows that still wait for an outcome, locked, in id order (others are skipped:
+    already processed, or being processed by another worker)."""
+    return list(
+        session.exec(
+            select(InboxItem)
+            .where(col(InboxItem.id).in_(ids), col(InboxItem.outcome).is_(None))
+            .order_by(col(InboxItem.id))
+            .with_for_update(skip_locked=True)
+        ).all()
+    )
+
+
+def record_outcomes(
+    session: Session, outcomes: Mapping[int, tuple[str, str | None]], *, now: datetime | None = None
 ) -> None:
-    item.outcome = outcome
-    item.reason = reason[:2000] if reason else None
-    item.attempts += 1
-    item.processed_at = now or utcnow()
+    """Record each row's (outcome, reason) and count the attempt, in one statement."""
+    rows = [
+        {"id": inbox_id, "outcome": outcome, "reason": reason[:2000] if reason else None}
+        for inbox_id, (outcome, reason) in outcomes.items()
+    ]
+    update_many(
+        session,
+        InboxItem,
+        rows,
+        assign=("outcome", "reason"),
+        extra={"attempts": col(InboxItem.attempts) + 1, "processed_at": now or utcnow()},
+    )
 
 
 def unprocessed_ids(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import Session, select
@@ -30,6 +31,8 @@ from models.statemachine import (
     request_unlink,
 )
 from models.tables import Link, LinkEvent, utcnow
+
+NOT_MANAGED = "number is not managed by dlcsync"
 
 
 class ConcurrentChange(Exception):
@@ -72,8 +75,7 @@ def _cas_update(session: Session, link: Link, **values: object) -> None:
     session.expire(link)
 
 
-def _audit(
-    session: Session,
+def audit_values(
     link: Link,
     *,
     from_state: State | None,
@@ -87,62 +89,76 @@ def _audit(
     reason: str | None = None,
     drift: bool = False,
     inbox_id: int | None = None,
-) -> LinkEvent:
+) -> dict[str, Any]:
+    """The audit row of one change."""
     assert link.id is not None
-    event = LinkEvent(
-        link_id=link.id,
-        provider=link.provider,
-        number=link.number,
-        campaign_id=campaign_id,
-        generation=generation,
-        from_state=from_state.value if from_state else None,
-        to_state=to_state.value,
-        source=source.value,
-        provider_status=provider_status,
-        provider_time=provider_time,
-        recorded_at=now,
-        reason=reason,
-        drift=drift,
-        inbox_id=inbox_id,
-    )
+    return {
+        "link_id": link.id,
+        "provider": link.provider,
+        "number": link.number,
+        "campaign_id": campaign_id,
+        "generation": generation,
+        "from_state": from_state.value if from_state else None,
+        "to_state": to_state.value,
+        "source": source.value,
+        "provider_status": provider_status,
+        "provider_time": provider_time,
+        "recorded_at": now,
+        "reason": reason,
+        "drift": drift,
+        "inbox_id": inbox_id,
+    }
+
+
+def _audit(session: Session, link: Link, **kwargs: Any) -> LinkEvent:
+    event = LinkEvent(**audit_values(link, **kwargs))
     session.add(event)
     return event
 
 
-def apply_observation(
-    session: Session,
-    provider: str,
-    number: str,
-    obs: Observation,
-    *,
-    inbox_id: int | None = None,
-    now: datetime | None = None,
-) -> Decision:
-    """Decide on an observation of one number and save the result (not committed)."""
-    now = now or utcnow()
-    link = load(session, provider, number)
-    if link is None:
-        return Decision(Verdict.IGNORED, reason="number is not managed by dlcsync")
-    before = snapshot(link)
-    decision = decide(before, obs)
-    if decision.alert is AlertKind.UNKNOWN_STATUS:
-        alerts.raise_alert(
-            session,
-            AlertKind.UNKNOWN_STATUS,
-            link=link,
-            key_extra=obs.provider_status,
-            reason=decision.reason,
-            now=now,
-        )
-    if decision.verdict is not Verdict.APPLIED:
-        return decision
+@dataclass(frozen=True)
+class AlertArgs:
+    kind: AlertKind
+    reason: str | None
+    key_extra: str | None
 
+
+@dataclass(frozen=True)
+class Change:
+    """What an applied decision writes: its audit row, the link's new values, its alert."""
+
+    event: dict[str, Any]
+    values: dict[str, Any]
+    alert: AlertArgs | None
+
+
+def unknown_status_alert(obs: Observation, decision: Decision) -> AlertArgs | None:
+    """The alert an observation with an unknown provider status raises, applied or not."""
+    if decision.alert is not AlertKind.UNKNOWN_STATUS:
+        return None
+    return AlertArgs(AlertKind.UNKNOWN_STATUS, decision.reason, obs.provider_status)
+
+
+def change_of(
+    link: Link,
+    obs: Observation,
+    decision: Decision,
+    *,
+    now: datetime,
+    inbox_id: int | None,
+    retrying: bool = False,
+) -> Change:
+    """The writes of an applied decision about ``link`` (as loaded, before the change).
+
+    ``retrying``: the failure is followed at once by the automatic retry
+    (:func:`dormant_retry_due`), so it raises no alert.
+    """
     assert decision.to_state is not None
+    before = snapshot(link)
     to_state = decision.to_state
     campaign_id = decision.campaign_id or link.campaign_id
     failed = to_state in (State.FAILED, State.UNLINK_FAILED)
-    _audit(
-        session,
+    event = audit_values(
         link,
         from_state=before.state,
         to_state=to_state,
@@ -156,39 +172,54 @@ def apply_observation(
         drift=decision.drift,
         inbox_id=inbox_id,
     )
-    _cas_update(
-        session,
-        link,
-        state=to_state.value,
-        campaign_id=campaign_id,
-        observed_at=max(obs.observed_at, before.observed_at),
-        provider_status=obs.provider_status,
-        failure_reason=decision.reason if failed else None,
-        drift=decision.drift,
-        updated_at=now,
-    )
-    if to_state is State.FAILED and obs.retry_once and not _retried(session, link, before):
-        # Telnyx's cure for a dormant campaign: the failed assignment woke it up, so ask once
-        # more. A new generation, so the history shows both attempts; no alert for the first.
-        session.refresh(link)
-        _start_generation(
-            session,
-            link,
-            request_link(snapshot(link), campaign_id),
-            Source.SYSTEM,
-            now,
-            reason=RETRY_REASON,
-        )
+    values = {
+        "state": to_state.value,
+        "campaign_id": campaign_id,
+        "observed_at": max(obs.observed_at, before.observed_at),
+        "provider_status": obs.provider_status,
+        "failure_reason": decision.reason if failed else None,
+        "drift": decision.drift,
+        "updated_at": now,
+    }
+    alert = None
+    if decision.alert is not None and not retrying:
+        # Drift may recur within a generation: each one is its own alert.
+        key_extra = f"{to_state.value}@{now.isoformat()}" if decision.drift else None
+        alert = AlertArgs(decision.alert, decision.reason, key_extra)
+    return Change(event, values, alert)
+
+
+def apply_observation(
+    session: Session,
+    provider: str,
+    number: str,
+    obs: Observation,
+    *,
+    inbox_id: int | None = None,
+    now: datetime | None = None,
+) -> Decision:
+    """Decide on an observation of one number and save the result (not committed).
+
+    The single-row path; ``models.apply.apply_batch`` is the same for many observations.
+    """
+    now = now or utcnow()
+    link = load(session, provider, number)
+    if link is None:
+        return Decision(Verdict.IGNORED, reason=NOT_MANAGED)
+    decision = decide(snapshot(link), obs)
+    unknown = unknown_status_alert(obs, decision)
+    if unknown is not None:
+        _raise(session, link, unknown, now)
+    if decision.verdict is not Verdict.APPLIED:
         return decision
-    if decision.alert is not None:
-        alerts.raise_alert(
-            session,
-            decision.alert,
-            link=link,
-            reason=decision.reason,
-            key_extra=f"{to_state.value}@{now.isoformat()}" if decision.drift else None,
-            now=now,
-        )
+    retry = dormant_retry_due(session, link, obs, decision)
+    change = change_of(link, obs, decision, now=now, inbox_id=inbox_id, retrying=retry)
+    session.add(LinkEvent(**change.event))
+    _cas_update(session, link, **change.values)
+    if change.alert is not None:
+        _raise(session, link, change.alert, now)
+    if retry:
+        retry_dormant(session, provider, number, now=now)
     return decision
 
 
@@ -196,17 +227,50 @@ def apply_observation(
 RETRY_REASON = "retry: the failure said the campaign was dormant (the first attempt woke it)"
 
 
-def _retried(session: Session, link: Link, before: LinkSnapshot) -> bool:
-    """Whether the failed generation was already the automatic retry (retry only once)."""
-    row = session.exec(
+def dormant_retry_due(session: Session, link: Link, obs: Observation, decision: Decision) -> bool:
+    """Whether this decision fails a link the way Telnyx fails a dormant campaign's first
+    assignment (the failure woke it up), so the link is asked for once more, automatically.
+
+    Once: not when the failing generation (``link`` as loaded) was itself the retry. Both
+    apply paths (this module's single-row one and ``models.apply``) ask this, then call
+    :func:`retry_dormant` after saving the failure.
+    """
+    if not obs.retry_once or decision.verdict is not Verdict.APPLIED:
+        return False
+    if decision.to_state is not State.FAILED:
+        return False
+    was_retry = session.exec(
         select(LinkEvent.id).where(
             LinkEvent.link_id == link.id,
-            LinkEvent.generation == before.generation,
+            LinkEvent.generation == link.generation,
             LinkEvent.to_state == State.LINK_REQUESTED.value,
             LinkEvent.reason == RETRY_REASON,
         )
     ).first()
-    return row is not None
+    return was_retry is None
+
+
+def retry_dormant(session: Session, provider: str, number: str, *, now: datetime) -> None:
+    """Start the automatic retry of a saved failure: a new generation, so the history shows
+    both attempts, sent with the failed one's pre-flight choice."""
+    link = load(session, provider, number)
+    assert link is not None
+    session.refresh(link)  # the failure may have been saved by a bulk statement
+    _start_generation(
+        session,
+        link,
+        request_link(snapshot(link), link.campaign_id),
+        Source.SYSTEM,
+        now,
+        reason=RETRY_REASON,
+        skip_preflight=link.skip_preflight,
+    )
+
+
+def _raise(session: Session, link: Link, alert: AlertArgs, now: datetime) -> None:
+    alerts.raise_alert(
+        session, alert.kind, link=link, reason=alert.reason, key_extra=alert.key_extra, now=now
+    )
 
 
 @dataclass(frozen=True)
@@ -296,7 +360,7 @@ def request_unlink_of(
     now = now or utcnow()
     link = load(session, provider, number)
     if link is None:
-        return RequestResult(False, False, "number is not managed by dlcsync", None)
+        return RequestResult(False, False, NOT_MANAGED, None)
     return _start_generation(session, link, request_unlink(snapshot(link)), source, now)
 
 

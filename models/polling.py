@@ -9,13 +9,15 @@ the claimer dies, the lease runs out and the link is due again.
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
+from models.db import update_many
 from models.statemachine import TERMINAL, State
 from models.tables import Link, utcnow
 
@@ -128,6 +130,34 @@ class Cadence:
         return base if attempts <= 0 else base * rng.uniform(0.75, 1.0)
 
 
+@dataclass(frozen=True)
+class Schedule:
+    """When to look at a claimed link next, and what to remember until then (None: keep)."""
+
+    claim: Claim
+    delay: float
+    poll_attempts: int | None = None
+    request_attempts: int | None = None
+    error: str | None = None
+    needs_check: bool | None = None
+    clear_prior_campaign: bool = False
+
+    def values(self, now: datetime) -> dict[str, object]:
+        values: dict[str, object] = {
+            "next_poll_at": now + timedelta(seconds=self.delay),
+            "last_error": self.error,
+        }
+        if self.poll_attempts is not None:
+            values["poll_attempts"] = self.poll_attempts
+        if self.request_attempts is not None:
+            values["request_attempts"] = self.request_attempts
+        if self.needs_check is not None:
+            values["needs_check"] = self.needs_check
+        if self.clear_prior_campaign:
+            values["prior_campaign_id"] = None
+        return values
+
+
 def reschedule(
     session: Session,
     claim: Claim,
@@ -140,26 +170,52 @@ def reschedule(
     needs_check: bool | None = None,
     clear_prior_campaign: bool = False,
 ) -> None:
-    """Set the next poll (or request retry) of a claimed link, if its generation still holds.
+    """Set the next poll (or request retry) of a claimed link, if its generation still holds."""
+    schedule = Schedule(
+        claim, delay, poll_attempts, request_attempts, error, needs_check, clear_prior_campaign
+    )
+    reschedule_many(session, [schedule], now=now)
+
+
+def reschedule_many(
+    session: Session, schedules: Sequence[Schedule], *, now: datetime | None = None
+) -> None:
+    """Set the next poll of many claimed links whose generation still holds: one statement
+    per set of columns written (a handful at most, whatever the number of links).
 
     A new generation (the operator asked again meanwhile) keeps its own schedule.
     """
     now = now or utcnow()
-    values: dict[str, object] = {
-        "next_poll_at": now + timedelta(seconds=delay),
-        "last_error": error,
-    }
-    if poll_attempts is not None:
-        values["poll_attempts"] = poll_attempts
-    if request_attempts is not None:
-        values["request_attempts"] = request_attempts
-    if needs_check is not None:
-        values["needs_check"] = needs_check
-    if clear_prior_campaign:
-        values["prior_campaign_id"] = None
+    shapes: dict[tuple[str, ...], list[dict[str, object]]] = defaultdict(list)
+    for schedule in schedules:
+        values = schedule.values(now)
+        shapes[tuple(sorted(values))].append(
+            {"id": schedule.claim.link_id, "was_generation": schedule.claim.generation, **values}
+        )
+    for columns, rows in shapes.items():
+        update_many(session, Link, rows, assign=columns, match=("generation",))
+
+
+def poll_soon(session: Session, keys: Iterable[tuple[str, str]], *, now: datetime) -> None:
+    """Make these (provider, number) links due now, their backoff reset (a callback's hint)."""
+    wanted = sorted(set(keys))
+    if not wanted:
+        return
     session.execute(
         sa.update(Link)
-        .where(col(Link.id) == claim.link_id, col(Link.generation) == claim.generation)
-        .values(**values)
+        .where(sa.tuple_(col(Link.provider), col(Link.number)).in_(wanted))
+        .values(next_poll_at=now, poll_attempts=0)
         .execution_options(synchronize_session=False)
     )
+
+
+def make_due(
+    session: Session, *, now: datetime, provider: str | None = None, campaign_id: str | None = None
+) -> int:
+    """Make every matching link due now (``dlcsync reconcile``). Returns how many."""
+    stmt = sa.update(Link).values(next_poll_at=now)
+    if provider is not None:
+        stmt = stmt.where(col(Link.provider) == provider)
+    if campaign_id is not None:
+        stmt = stmt.where(col(Link.campaign_id) == campaign_id)
+    return int(session.execute(stmt).rowcount)  # type: ignore[attr-defined]
