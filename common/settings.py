@@ -30,6 +30,8 @@ class Settings(BaseSettings):
     telnyx_api_url: str = "https://api.telnyx.com"
 
     api_token: SecretStr | None = None
+    #: Signs the dashboard's session cookie; never derived from ``api_token`` (DESIGN §3).
+    secret_key: SecretStr | None = None
     alert_urls: str | None = None
 
     poll_interval_seconds: int = Field(default=60, gt=0)
@@ -49,6 +51,15 @@ class Settings(BaseSettings):
     def _empty_is_unset(cls, value: str | None) -> str | None:
         return value or None
 
+    @field_validator("secret_key")
+    @classmethod
+    def _empty_secret_is_unset(cls, value: SecretStr | None) -> SecretStr | None:
+        return value if value is not None and value.get_secret_value() else None
+
+    @property
+    def public_url_is_https(self) -> bool:
+        return self.public_url.lower().startswith("https://")
+
     @property
     def poll_backoff_cap_seconds(self) -> int:
         """Longest wait between polls of a pending link: 30 poll intervals (30 min at 60 s)."""
@@ -57,16 +68,3 @@ class Settings(BaseSettings):
     @property
     def alert_url_list(self) -> list[str]:
         return (self.alert_urls or "").split()
-
-    @property
-    def plivo_enabled(self) -> bool:
-        return bool(self.plivo_auth_id and self.plivo_auth_token)
-
-    @property
-    def telnyx_enabled(self) -> bool:
-        return self.telnyx_api_key is not None and bool(self.telnyx_api_key.get_secret_value())
-
-    def enabled_providers(self) -> list[str]:
-        return [
-            p for p, on in (("plivo", self.plivo_enabled), ("telnyx", self.telnyx_enabled)) if on
-        ]

@@ -32,7 +32,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session
 
-from models.alerts import alert_values
+from models.alerts.outbox import alert_values
 from models.db import insert_many, is_postgres, update_many
 from models.links import (
     NOT_MANAGED,

@@ -7,14 +7,15 @@ caller owns the transaction (commit or rollback); these functions only add to it
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
-from models import alerts
+from models.alerts.outbox import raise_alert
 from models.db import insert_ignoring_conflicts
 from models.statemachine import (
     AlertKind,
@@ -37,6 +38,23 @@ NOT_MANAGED = "number is not managed by dlcsync"
 
 class ConcurrentChange(Exception):
     """The link changed between load and save; the caller retries the whole transaction."""
+
+
+T = TypeVar("T")
+
+#: Tries of a whole transaction that lost a compare-and-set race before giving up.
+CONCURRENT_ATTEMPTS = 3
+
+
+def retry_concurrent(work: Callable[[], T], *, attempts: int = CONCURRENT_ATTEMPTS) -> T:
+    """Run ``work`` (a whole transaction, opened and committed inside it) again when a link
+    changed under it; the last :class:`ConcurrentChange` propagates."""
+    for _ in range(attempts - 1):
+        try:
+            return work()
+        except ConcurrentChange:
+            pass
+    return work()
 
 
 def snapshot(link: Link) -> LinkSnapshot:
@@ -268,7 +286,7 @@ def retry_dormant(session: Session, provider: str, number: str, *, now: datetime
 
 
 def _raise(session: Session, link: Link, alert: AlertArgs, now: datetime) -> None:
-    alerts.raise_alert(
+    raise_alert(
         session, alert.kind, link=link, reason=alert.reason, key_extra=alert.key_extra, now=now
     )
 

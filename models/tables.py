@@ -1,6 +1,6 @@
-"""The tables: links, link_events (append-only audit), inbox, alerts, jobs (background
-operations such as an adoption started through the API) and campaign_limits (the operator's
-number caps for the pre-flight check).
+"""The tables: links, link_events (append-only audit), inbox, alerts; dashboard logins;
+jobs (background operations such as an adoption started through the API) and
+campaign_limits (the operator's number caps for the pre-flight check).
 
 States are stored as plain strings (the values of :class:`models.statemachine.State`), so
 adding a state never needs an enum migration. Times are always timezone-aware UTC.
@@ -179,6 +179,33 @@ class Alert(SQLModel, table=True):
     digest_id: int | None = Field(default=None, foreign_key="alerts.id")
     #: Fingerprints of the ALERT_URLS already delivered to, so a retry skips them.
     delivered_to: list[str] | None = Field(default=None, sa_type=sa.JSON())
+
+
+class DashboardSession(SQLModel, table=True):
+    """A dashboard login. The cookie carries a random token; only its SHA-256 is stored here,
+    so logging out (deleting the row) ends the session even if the cookie is kept."""
+
+    __tablename__ = "dashboard_sessions"
+    __table_args__ = (sa.Index("ix_dashboard_sessions_expires", "expires_at"),)
+
+    #: SHA-256 (hex) of the token in the cookie.
+    id: str = Field(primary_key=True, max_length=64)
+    #: Which API_TOKEN opened it: rotating the token ends every session.
+    token_fingerprint: str = Field(max_length=64)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime(), nullable=False)
+    expires_at: datetime = Field(sa_type=UTCDateTime(), nullable=False)
+
+
+class LoginFailure(SQLModel, table=True):
+    """One failed dashboard login, kept for the throttle window (shared by every web worker)."""
+
+    __tablename__ = "login_failures"
+    __table_args__ = (sa.Index("ix_login_failures_client", "client", "failed_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    #: The client address (an IPv6 address's /64 network).
+    client: str = Field(max_length=64)
+    failed_at: datetime = Field(sa_type=UTCDateTime(), nullable=False)
 
 
 class Job(SQLModel, table=True):

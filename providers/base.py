@@ -174,6 +174,8 @@ class ProviderClient(ABC):
     batch_link: ClassVar[bool] = False
     #: Whether the provider moves a number to another campaign in one call (Telnyx PUT).
     supports_move: ClassVar[bool] = False
+    #: Records per page :meth:`list_campaign` asks for (the worker prices a listing with it).
+    page_size: int
 
     @abstractmethod
     def link(self, campaign_id: str, numbers: list[str]) -> list[NumberStatus]: ...

@@ -27,11 +27,13 @@ import hmac
 import json
 import re
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import parse_qs, quote, urlparse, urlunparse
 
 import httpx
 
+from models.numbers import InvalidNumber, is_e164, to_e164
 from models.statemachine import Direction, Signal
 
 from .base import (
@@ -51,15 +53,28 @@ from .base import (
 )
 from .http import (
     decode_json,
-    e164_to_digits,
     error_json,
     make_http_client,
     malformed,
     perform_checked,
-    wire_to_e164,
 )
+from .spec import ClientWiring, ProviderSpec
+
+if TYPE_CHECKING:
+    from common.settings import Settings
 
 NAME = "plivo"
+
+
+# --- numbers on the wire: digits without "+" (read back with models.numbers.to_e164) ------
+
+
+def e164_to_digits(number: str) -> str:
+    """``+15551234567`` -> ``15551234567``. Raises ValueError."""
+    if not is_e164(number):
+        raise InvalidNumber(f"not an E.164 number: {str(number)[:40]!r}")
+    return number[1:]
+
 
 # --- status tables (REFERENCE §8.1) -------------------------------------------------------
 
@@ -401,7 +416,7 @@ class PlivoClient(ProviderClient):
             if not isinstance(status, str):
                 raise malformed(response, NAME, "a number without a string 'status'")
             try:
-                number = wire_to_e164(item.get("number"))
+                number = to_e164(item.get("number"))
             except ValueError as exc:
                 raise malformed(response, NAME, str(exc)) from exc
             signal, direction = map_api_status(status)
@@ -728,7 +743,7 @@ class PlivoCallbackHandler(CallbackHandler):
         if "," in number_raw:
             raise CallbackParseError("plivo: callback names several numbers")
         try:
-            number = wire_to_e164(number_raw)
+            number = to_e164(number_raw)
         except ValueError as exc:
             raise CallbackParseError(f"plivo: {exc}") from exc
         campaign_id = self._scalar(fields, CAMPAIGN_KEYS, "campaign id")
@@ -745,3 +760,56 @@ class PlivoCallbackHandler(CallbackHandler):
             provider_time=None,  # Plivo sends no timestamp
             reason=reason,
         )
+
+
+# --- what the rest of dlcsync knows about Plivo ------------------------------------------
+
+
+@dataclass(frozen=True)
+class PlivoConfig:
+    auth_id: str
+    auth_token: str
+    api_url: str
+
+
+def plivo_config(settings: Settings) -> PlivoConfig | None:
+    """Enabled when both ``PLIVO_AUTH_ID`` and ``PLIVO_AUTH_TOKEN`` are set."""
+    token = settings.plivo_auth_token.get_secret_value() if settings.plivo_auth_token else ""
+    if not settings.plivo_auth_id or not token:
+        return None
+    return PlivoConfig(settings.plivo_auth_id, token, settings.plivo_api_url)
+
+
+def _client(config: PlivoConfig, wiring: ClientWiring) -> PlivoClient:
+    http = make_plivo_http(
+        config.api_url, config.auth_id, config.auth_token, transport=wiring.transport
+    )
+    return PlivoClient(
+        http,
+        config.auth_id,
+        wiring.callback_url,
+        limiter=wiring.limiter,
+        page_size=wiring.page_size,
+    )
+
+
+def _callback_handler(settings: Settings) -> PlivoCallbackHandler:
+    token = settings.plivo_auth_token.get_secret_value() if settings.plivo_auth_token else ""
+    return PlivoCallbackHandler([token] if token else [])
+
+
+SPEC: ProviderSpec[PlivoConfig] = ProviderSpec(
+    name=NAME,
+    env=("PLIVO_AUTH_ID", "PLIVO_AUTH_TOKEN"),
+    config=plivo_config,
+    rate_limit=lambda settings: settings.plivo_rate_limit_per_second,
+    # REFERENCE §1.2: the maximum is UNCONFIRMED; Plivo's other list APIs cap at 20.
+    page_size=20,
+    kept_headers=frozenset(
+        {"content-type", "user-agent", *V3_HEADERS, V3_NONCE, *V2_HEADERS, V2_NONCE}
+    ),
+    # We ask for POST, but the callback ``method`` is ours to choose: a GET is accepted too.
+    accepts_get=True,
+    callback_handler=_callback_handler,
+    client=_client,
+)

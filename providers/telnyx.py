@@ -28,14 +28,16 @@ import re
 import time
 import uuid
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote
 
 import httpx
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from models.numbers import is_e164
 from models.statemachine import Direction, Signal
 
 from .base import (
@@ -55,11 +57,14 @@ from .base import (
 from .http import (
     decode_json,
     error_json,
-    is_e164,
     make_http_client,
     malformed,
     perform_checked,
 )
+from .spec import ClientWiring, ProviderSpec
+
+if TYPE_CHECKING:
+    from common.settings import Settings
 
 NAME = "telnyx"
 PATH = "/v2/10dlc/phone_number_campaigns"
@@ -660,3 +665,37 @@ class TelnyxCallbackHandler(CallbackHandler):
             reason=reason,
             retry_once=is_dormant_failure(signal, direction, reason),
         )
+
+
+# --- what the rest of dlcsync knows about Telnyx -----------------------------------------
+
+
+@dataclass(frozen=True)
+class TelnyxConfig:
+    api_key: str
+    api_url: str
+
+
+def telnyx_config(settings: Settings) -> TelnyxConfig | None:
+    """Enabled when ``TELNYX_API_KEY`` is set (the public key only verifies webhooks)."""
+    key = settings.telnyx_api_key.get_secret_value() if settings.telnyx_api_key else ""
+    return TelnyxConfig(key, settings.telnyx_api_url) if key else None
+
+
+def _client(config: TelnyxConfig, wiring: ClientWiring) -> TelnyxClient:
+    http = make_telnyx_http(config.api_url, config.api_key, transport=wiring.transport)
+    return TelnyxClient(http, limiter=wiring.limiter, page_size=wiring.page_size)
+
+
+SPEC: ProviderSpec[TelnyxConfig] = ProviderSpec(
+    name=NAME,
+    env=("TELNYX_API_KEY",),
+    config=telnyx_config,
+    rate_limit=lambda settings: settings.telnyx_rate_limit_per_second,
+    # Nothing in the spec caps recordsPerPage (REFERENCE §12); the sandbox allows 100.
+    page_size=100,
+    kept_headers=frozenset({"content-type", "user-agent", TIMESTAMP_HEADER, SIGNATURE_HEADER}),
+    accepts_get=False,
+    callback_handler=lambda settings: TelnyxCallbackHandler(settings.telnyx_public_key),
+    client=_client,
+)

@@ -4,7 +4,6 @@ small requests per second)."""
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import hmac
 import json
@@ -1002,7 +1001,3 @@ def _parse_since(value: Any) -> datetime | None:
             raise ConfigError("since must be an ISO 8601 time or unix seconds") from exc
         return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
     raise ConfigError("since must be an ISO 8601 time or unix seconds")
-
-
-def basic_auth(user: str, password: str) -> str:
-    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()

@@ -25,7 +25,16 @@ PG_ADMIN_URL = os.environ.get(
     "DLCSYNC_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
 REDIS_URL = os.environ.get("DLCSYNC_TEST_REDIS", "redis://127.0.0.1:6379/15")
-TABLES = ("alerts", "link_events", "inbox", "links", "jobs", "campaign_limits")
+TABLES = (
+    "alerts",
+    "link_events",
+    "inbox",
+    "links",
+    "dashboard_sessions",
+    "login_failures",
+    "jobs",
+    "campaign_limits",
+)
 
 hypothesis_settings.register_profile("ci", deadline=None, print_blob=True)
 hypothesis_settings.register_profile("dev", deadline=None)

@@ -12,6 +12,7 @@ from werkzeug.exceptions import HTTPException
 from common.logs import bind_request_id, request_id_from
 from common.settings import Settings
 from models.db import make_engine
+from webhooks.auth import check_api_token
 from webhooks.publisher import BatchPublisher
 from webhooks.services import MAX_BODY_BYTES, Services, error
 from worker.celery_app import PROCESS_INBOX
@@ -24,10 +25,11 @@ log = structlog.get_logger(__name__)
 
 def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     settings = settings or Settings()
+    check_api_token(settings.api_token)  # raises ConfigurationError: the process stops
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
 
-    from providers.registry import build_callback_handlers
+    from providers.registry import SPECS, build_callback_handlers
 
     celery = None
     if "enqueue" not in overrides or "broker_ping" not in overrides:
@@ -46,13 +48,15 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
         overrides.setdefault("broker_ping", _ping)
 
     enqueue_fn: Callable[..., None] = overrides.pop("enqueue")
+    specs = overrides.pop("specs", SPECS)
     app.extensions["dlcsync"] = Services(
         settings=settings,
         # No pre-ping per checkout: a dead connection fails the request with a 503 (the
         # provider retries) and the pool replaces it; the ping cost a round trip per webhook.
         engine=overrides.pop("engine", None)
         or make_engine(settings.database_url, pool_pre_ping=False),
-        handlers=overrides.pop("handlers", None) or build_callback_handlers(settings),
+        specs=specs,
+        handlers=overrides.pop("handlers", None) or build_callback_handlers(settings, specs),
         enqueue=enqueue_fn,
         broker_ping=overrides.pop("broker_ping"),
         publisher=BatchPublisher(lambda ids: enqueue_fn(PROCESS_INBOX, ids)),

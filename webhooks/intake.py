@@ -23,20 +23,6 @@ from webhooks.services import MAX_BODY_BYTES, error, services
 bp = Blueprint("intake", __name__)
 log = structlog.get_logger(__name__)
 
-#: Headers kept with each delivery: what verification and parsing need, for later replay.
-KEPT_HEADERS = (
-    "content-type",
-    "user-agent",
-    "telnyx-timestamp",
-    "telnyx-signature-ed25519",
-    "x-plivo-signature-v2",
-    "x-plivo-signature-ma-v2",
-    "x-plivo-signature-v2-nonce",
-    "x-plivo-signature-v3",
-    "x-plivo-signature-ma-v3",
-    "x-plivo-signature-v3-nonce",
-)
-
 
 def _callback_request(public_url: str) -> CallbackRequest:
     if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
@@ -76,7 +62,7 @@ def receive(provider: str) -> tuple[Any, int]:
     handler = svc.handlers.get(provider)
     if handler is None:
         return error(404, "unknown_provider", f"no webhook endpoint for {provider!r}")
-    if request.method == "GET" and provider != "plivo":
+    if request.method == "GET" and not svc.specs[provider].accepts_get:
         return error(405, "method_not_allowed", "use POST")
     cb = _callback_request(svc.settings.public_url)
     try:
@@ -88,7 +74,7 @@ def receive(provider: str) -> tuple[Any, int]:
     except CallbackParseError as exc:
         return error(400, "malformed", str(exc) or "the callback could not be understood")
 
-    kept = {k: v for k, v in cb.headers.items() if k in KEPT_HEADERS}
+    kept = {k: v for k, v in cb.headers.items() if k in svc.specs[provider].kept_headers}
     kept |= {":method": cb.method, ":url": cb.url, ":query": request.query_string.decode()}
     try:
         with transaction(svc.engine) as session:

@@ -15,6 +15,7 @@ from flask import current_app, jsonify
 
 from common.settings import Settings
 from providers.base import CallbackHandler
+from providers.registry import Specs
 from webhooks.publisher import BatchPublisher
 
 #: DESIGN §4: bodies over 256 KiB get 413.
@@ -25,6 +26,9 @@ MAX_BODY_BYTES = 256 * 1024
 class Services:
     settings: Settings
     engine: sa.Engine
+    #: The providers this app serves (``providers.registry.SPECS`` but in tests).
+    specs: Specs
+    #: One per spec: verifies and parses the provider's callbacks.
     handlers: dict[str, CallbackHandler]
     #: Publish a task by name; raises when the broker is unreachable.
     enqueue: Callable[..., None]

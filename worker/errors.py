@@ -17,7 +17,7 @@ from datetime import datetime
 import sqlalchemy as sa
 import structlog
 
-from models.alerts import raise_alert
+from models.alerts.outbox import raise_alert
 from models.db import transaction
 from models.polling import Cadence, Claim, reschedule
 from models.statemachine import AlertKind

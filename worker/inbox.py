@@ -15,10 +15,10 @@ from datetime import timedelta
 
 import sqlalchemy as sa
 import structlog
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from common.metrics import INBOX_OUTCOMES
-from models.alerts import raise_alert
+from models.alerts.outbox import raise_alert
 from models.apply import Item, apply_batch
 from models.db import transaction
 from models.inbox import (
@@ -174,8 +174,3 @@ def sweep_inbox(
     for start in range(0, len(ids), batch):
         enqueue(ids[start : start + batch])
     return len(ids)
-
-
-def pending_count(engine: sa.Engine) -> int:
-    with Session(engine) as session:
-        return len(session.exec(select(InboxItem.id).where(col(InboxItem.outcome).is_(None))).all())

@@ -20,15 +20,6 @@ from providers.base import NotLinked, NumberStatus, ProviderClient, ProviderErro
 from worker.errors import Retries
 from worker.results import Recorder, Stats, not_linked
 
-#: Records per page of the providers' list endpoints, for adapters that do not declare
-#: ``page_size`` themselves.
-LIST_PAGE_SIZE = {"plivo": 20, "telnyx": 100}
-
-
-def page_size(client: ProviderClient, provider: str) -> int:
-    declared = getattr(client, "page_size", None)
-    return int(declared) if declared else LIST_PAGE_SIZE.get(provider, 20)
-
 
 @dataclass
 class Poller:
@@ -76,5 +67,5 @@ class Poller:
             return False
         with Session(self.engine) as session:
             size = campaign_sizes(session, provider, [campaign_id]).get(campaign_id, due)
-        pages = max(1, math.ceil(size / page_size(client, provider)))
+        pages = max(1, math.ceil(size / client.page_size))
         return pages < due

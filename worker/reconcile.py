@@ -25,12 +25,12 @@ from models.polling import Cadence, Claim, claim_due, make_due
 from models.tables import utcnow
 from providers.base import ProviderClient
 from worker.errors import Retries
-from worker.polling import LIST_PAGE_SIZE, Poller
+from worker.polling import Poller
 from worker.preflight import Preflight
 from worker.requests import RequestSender
 from worker.results import Recorder, Stats
 
-__all__ = ["LIST_PAGE_SIZE", "Reconciler", "Stats", "until_quiet"]
+__all__ = ["Reconciler", "Stats", "until_quiet"]
 
 
 @dataclass

@@ -42,7 +42,7 @@ def register(app: Celery) -> Celery:
         rt = get_runtime(app)
         claimed = 0
         for provider in rt.clients:
-            rate = rt.settings.model_dump()[f"{provider}_rate_limit_per_second"]
+            rate = rt.rates[provider]
             # Bounded so a run stays well inside the task time limit at the provider's rate.
             limit = max(10, min(500, int(rate * 60)))
             claimed += rt.reconciler.run_once(limit=limit, provider=provider).claimed
