@@ -14,9 +14,8 @@ are not touched, so applying the same file again records nothing and sends nothi
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import Session, col
@@ -56,15 +55,6 @@ class Change:
     from_campaign: str | None = None
     line: int | None = None
 
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "provider": self.provider,
-            "number": self.number,
-            "campaign_id": self.campaign_id,
-            "from_campaign_id": self.from_campaign,
-            "line": self.line,
-        }
-
 
 GROUPS = ("link", "move", "unlink", "unchanged")
 
@@ -90,21 +80,17 @@ class Plan:
                 counts[(change.provider, change.campaign_id)][group] += 1
         return dict(sorted(counts.items()))
 
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            **{group: [c.as_dict() for c in getattr(self, group)] for group in GROUPS},
-            "counts": {group: len(getattr(self, group)) for group in GROUPS},
-            "per_campaign": [
-                {"provider": p, "campaign_id": c, **{g: n[g] for g in GROUPS}}
-                for (p, c), n in self.per_campaign().items()
-            ],
-            "bad": [{"line": b.line, "text": b.text, "reason": b.reason} for b in self.bad],
-            "prune": self.prune,
-        }
+
+def line_label(line: int | None) -> str:
+    """How a bad line names an earlier one (a file's line; the API names list items)."""
+    return f"line {line}" if line is not None else "an earlier item"
 
 
 def validate(
-    lines: Sequence[Desired], providers: Sequence[str]
+    lines: Sequence[Desired],
+    providers: Sequence[str],
+    *,
+    label: Callable[[int | None], str] = line_label,
 ) -> tuple[dict[tuple[str, str], Desired], list[BadLine]]:
     """The valid lines keyed by (provider, E.164 number), and every bad line with its reason."""
     valid: dict[tuple[str, str], Desired] = {}
@@ -125,9 +111,12 @@ def validate(
         first = where.get(number)
         if first is not None:
             if (first.provider, first.campaign_id) != (provider, campaign):
-                at = f"line {first.line}" if first.line is not None else "an earlier item"
                 bad.append(
-                    BadLine(item.line, text, f"{number} is also declared on {at} differently")
+                    BadLine(
+                        item.line,
+                        text,
+                        f"{number} is also declared on {label(first.line)} differently",
+                    )
                 )
             continue  # the same declaration twice is harmless
         declared = Desired(provider, number, campaign, item.line)
@@ -143,9 +132,10 @@ def make_plan(
     providers: Sequence[str],
     prune: bool = False,
     extra_bad: Sequence[BadLine] = (),
+    label: Callable[[int | None], str] = line_label,
 ) -> Plan:
     """What applying ``lines`` would do. Reads only; one query for the current links."""
-    desired, bad = validate(lines, providers)
+    desired, bad = validate(lines, providers, label=label)
     plan = Plan(bad=sorted([*extra_bad, *bad], key=lambda b: b.line or 0), prune=prune)
     named = sorted({i.provider.strip().lower() for i in lines} & set(providers))
     current = _current(session, named)

@@ -16,6 +16,8 @@ from models.db import transaction
 from models.tables import Job, utcnow
 
 QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"
+#: Job kinds.
+ADOPT = "adopt"
 
 
 def create_job(session: Session, kind: str, params: dict[str, Any]) -> Job:
@@ -34,18 +36,3 @@ def update_job(engine: sa.Engine, job_id: int, **values: Any) -> None:
             .values(updated_at=utcnow(), **values)
             .execution_options(synchronize_session=False)
         )
-
-
-def job_as_dict(job: Job) -> dict[str, Any]:
-    return {
-        "id": job.id,
-        "kind": job.kind,
-        "state": job.state,
-        "params": job.params,
-        "progress": job.progress,
-        "total": job.total,
-        "summary": job.summary,
-        "error": job.error,
-        "created_at": job.created_at.isoformat(),
-        "updated_at": job.updated_at.isoformat(),
-    }

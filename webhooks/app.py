@@ -62,11 +62,11 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
         publisher=BatchPublisher(lambda ids: enqueue_fn(PROCESS_INBOX, ids)),
     )
 
-    from webhooks.api import bp as api_bp
     from webhooks.dashboard import bp as dashboard_bp
     from webhooks.health import bp as health_bp
     from webhooks.intake import bp as intake_bp
     from webhooks.metrics_view import bp as metrics_bp
+    from webhooks.openapi import bp as api_bp
 
     app.register_blueprint(intake_bp)
     app.register_blueprint(health_bp)

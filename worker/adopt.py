@@ -8,7 +8,7 @@ adapter's (one request per page, never one per number); recording is
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import sqlalchemy as sa
 import structlog
@@ -101,12 +101,13 @@ def run_adopt(
 
 
 def run_adopt_job(
-    engine: sa.Engine, clients: dict[str, ProviderClient], job_id: int, cadence: Cadence
+    engine: sa.Engine, clients: Mapping[str, ProviderClient], job_id: int, cadence: Cadence
 ) -> None:
     """The adopt job: progress and summary in its ``jobs`` row (a failure is recorded too)."""
     with Session(engine) as session:
         job = session.get(Job, job_id)
-    if job is None or job.state not in (jobs.QUEUED, jobs.RUNNING):
+    # A redelivered job runs again (adoption is idempotent); a finished one does not.
+    if job is None or job.kind != jobs.ADOPT or job.state not in (jobs.QUEUED, jobs.RUNNING):
         return
     provider = str(job.params.get("provider"))
     client = clients.get(provider)

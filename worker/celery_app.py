@@ -27,6 +27,11 @@ SWEEP_INBOX = "dlcsync.sweep_inbox"
 RECONCILE = "dlcsync.reconcile"
 DELIVER_ALERTS = "dlcsync.deliver_alerts"
 DETECT_STUCK = "dlcsync.detect_stuck"
+ADOPT = "dlcsync.adopt"
+#: An adoption lists a whole account: longer than the other tasks may take (still under
+#: VISIBILITY_TIMEOUT, so Redis does not hand it to a second worker while it runs).
+ADOPT_SOFT_TIME_LIMIT = 1740
+ADOPT_TIME_LIMIT = 1800
 
 BEAT_SCHEDULE_SECONDS = {
     SWEEP_INBOX: 10.0,

@@ -8,8 +8,11 @@ from celery import Celery
 from celery.signals import task_postrun
 
 from common import crashpoints
-from worker import alerting, inbox
+from worker import adopt, alerting, inbox
 from worker.celery_app import (
+    ADOPT,
+    ADOPT_SOFT_TIME_LIMIT,
+    ADOPT_TIME_LIMIT,
     DELIVER_ALERTS,
     DETECT_STUCK,
     PROCESS_INBOX,
@@ -61,6 +64,12 @@ def register(app: Celery) -> Celery:
         return alerting.detect_stuck(
             rt.engine, stuck_after=timedelta(seconds=rt.settings.stuck_after_seconds)
         )
+
+    @app.task(name=ADOPT, soft_time_limit=ADOPT_SOFT_TIME_LIMIT, time_limit=ADOPT_TIME_LIMIT)
+    def adopt_job(job_id: int) -> None:
+        """``POST /api/v1/adopt``: the adoption of ``dlcsync adopt``, progress in its job row."""
+        rt = get_runtime(app)
+        adopt.run_adopt_job(rt.engine, rt.clients, job_id, rt.reconciler.cadence)
 
     task_postrun.connect(_after_task, weak=False)
     return app
