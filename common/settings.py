@@ -38,6 +38,8 @@ class Settings(BaseSettings):
     stuck_after_seconds: int = Field(default=259200, gt=0)
     drift_check_seconds: int = Field(default=86400, gt=0)
     sweep_seconds: int = Field(default=30, gt=0)
+    #: Processed inbox rows older than this are deleted: the window of webhook dedup.
+    inbox_retention_days: int = Field(default=30, gt=0)
     plivo_rate_limit_per_second: float = Field(default=50, gt=0)
     telnyx_rate_limit_per_second: float = Field(default=2, gt=0)
 

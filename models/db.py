@@ -100,6 +100,8 @@ def insert_ignoring_conflicts(session: Session, table: Any, values: dict[str, An
     return None if row is None else int(row[0])
 
 
+#: Rows per multi-row INSERT of ``insert_many``.
+INSERT_PAGE = 2_000
 #: Bound parameters per set-based statement, under SQLite's limit of 32,766 (PostgreSQL: 65,535).
 PARAMS_PER_STATEMENT = 30_000
 
@@ -118,24 +120,36 @@ def insert_many(
     rows: Sequence[Mapping[str, Any]],
     *,
     ignore_conflicts: bool = False,
-) -> None:
+    returning: Sequence[str] = (),
+) -> list[sa.Row[Any]]:
     """One multi-row INSERT for all ``rows`` (same keys in each), ON CONFLICT DO NOTHING when
-    ``ignore_conflicts``. Rows beyond PARAMS_PER_STATEMENT parameters take another statement."""
+    ``ignore_conflicts``. Rows beyond PARAMS_PER_STATEMENT parameters take another statement.
+    With ``returning``: those columns of the rows inserted (not of those that conflicted)."""
     if not rows:
-        return
+        return []
     table: sa.Table = model.__table__
+    if ignore_conflicts and session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        stmt: Any = pg_insert(table).on_conflict_do_nothing()
+    elif ignore_conflicts:
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        stmt = sqlite_insert(table).on_conflict_do_nothing()
+    else:
+        stmt = sa.insert(table)
+    if returning:
+        stmt = stmt.returning(*(table.c[c] for c in returning))
+    inserted: list[sa.Row[Any]] = []
+    # An executemany: SQLAlchemy's "insertmanyvalues" sends multi-row INSERTs of
+    # INSERT_PAGE rows, compiled once (a .values(list) compiles every parameter, every time).
     for chunk in _chunks(rows, len(rows[0])):
-        if ignore_conflicts and session.get_bind().dialect.name == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-            stmt: Any = pg_insert(table).values(list(chunk)).on_conflict_do_nothing()
-        elif ignore_conflicts:
-            from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-            stmt = sqlite_insert(table).values(list(chunk)).on_conflict_do_nothing()
-        else:
-            stmt = sa.insert(table).values(list(chunk))
-        session.execute(stmt)
+        result = session.execute(
+            stmt.execution_options(insertmanyvalues_page_size=INSERT_PAGE), list(chunk)
+        )
+        if returning:
+            inserted.extend(result)
+    return inserted
 
 
 def update_many(

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import sqlalchemy as sa
 from sqlmodel import Session, select
@@ -93,8 +93,28 @@ def _cas_update(session: Session, link: Link, **values: object) -> None:
     session.expire(link)
 
 
+class Identified(Protocol):
+    """What an audit row needs to know of its link."""
+
+    @property
+    def id(self) -> int | None: ...
+    @property
+    def provider(self) -> str: ...
+    @property
+    def number(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class LinkRef:
+    """A link named by its id (a row just inserted, no ORM object built)."""
+
+    id: int
+    provider: str
+    number: str
+
+
 def audit_values(
-    link: Link,
+    link: Identified,
     *,
     from_state: State | None,
     to_state: State,
@@ -126,12 +146,6 @@ def audit_values(
         "drift": drift,
         "inbox_id": inbox_id,
     }
-
-
-def _audit(session: Session, link: Link, **kwargs: Any) -> LinkEvent:
-    event = LinkEvent(**audit_values(link, **kwargs))
-    session.add(event)
-    return event
 
 
 @dataclass(frozen=True)
@@ -299,16 +313,14 @@ class RequestResult:
     link: Link | None
 
 
-def _insert_if_missing(
-    session: Session,
-    provider: str,
-    number: str,
-    campaign_id: str,
-    now: datetime,
-    skip_preflight: bool = False,
-) -> bool:
-    """Insert a fresh link row unless one exists; True if this call inserted it."""
-    values = {
+def new_link_values(
+    provider: str, number: str, campaign_id: str, now: datetime, skip_preflight: bool = False
+) -> dict[str, Any]:
+    """The row of a link the operator asks for the first time (generation 1, requested).
+
+    ``skip_preflight``: the worker sends it without the pre-flight checks.
+    """
+    return {
         "provider": provider,
         "number": number,
         "campaign_id": campaign_id,
@@ -326,6 +338,34 @@ def _insert_if_missing(
         "created_at": now,
         "updated_at": now,
     }
+
+
+def new_link_audit(
+    link: Identified, campaign_id: str, source: Source, now: datetime
+) -> dict[str, Any]:
+    """The audit row of a link's creation (``link`` carries its new id)."""
+    return audit_values(
+        link,
+        from_state=None,
+        to_state=State.LINK_REQUESTED,
+        generation=1,
+        campaign_id=campaign_id,
+        source=source,
+        now=now,
+        reason="link requested",
+    )
+
+
+def _insert_if_missing(
+    session: Session,
+    provider: str,
+    number: str,
+    campaign_id: str,
+    now: datetime,
+    skip_preflight: bool = False,
+) -> bool:
+    """Insert a fresh link row unless one exists; True if this call inserted it."""
+    values = new_link_values(provider, number, campaign_id, now, skip_preflight)
     return insert_ignoring_conflicts(session, Link, values) is not None
 
 
@@ -347,17 +387,7 @@ def request_link_of(
     if _insert_if_missing(session, provider, number, campaign_id, now, skip_preflight):
         link = load(session, provider, number)
         assert link is not None
-        _audit(
-            session,
-            link,
-            from_state=None,
-            to_state=State.LINK_REQUESTED,
-            generation=1,
-            campaign_id=campaign_id,
-            source=source,
-            now=now,
-            reason="link requested",
-        )
+        session.add(LinkEvent(**new_link_audit(link, campaign_id, source, now)))
         return RequestResult(True, True, "link requested", link)
     link = load(session, provider, number)
     assert link is not None
@@ -382,8 +412,16 @@ def request_unlink_of(
     return _start_generation(session, link, request_unlink(snapshot(link)), source, now)
 
 
-def _start_generation(
-    session: Session,
+@dataclass(frozen=True)
+class GenerationChange:
+    """What an operator's request that starts a new generation writes."""
+
+    reason: str
+    event: dict[str, Any]
+    values: dict[str, Any]
+
+
+def generation_change(
     link: Link,
     req: Request,
     source: Source,
@@ -391,9 +429,12 @@ def _start_generation(
     *,
     skip_preflight: bool = False,
     reason: str | None = None,
-) -> RequestResult:
-    if not req.new_generation:
-        return RequestResult(True, False, req.reason, link)
+) -> GenerationChange:
+    """The audit row and new values of ``link`` (as loaded) when ``req`` starts a generation.
+
+    ``skip_preflight`` as for :func:`new_link_values`; ``reason`` replaces the audit row's
+    usual one (the automatic retry names itself).
+    """
     assert req.state is not None and req.direction is not None and req.campaign_id is not None
     before = snapshot(link)
     generation = before.generation + 1
@@ -402,8 +443,7 @@ def _start_generation(
         if req.prior_campaign_id
         else f"{req.direction} requested"
     )
-    _audit(
-        session,
+    event = audit_values(
         link,
         from_state=before.state,
         to_state=req.state,
@@ -416,26 +456,42 @@ def _start_generation(
     # The new generation starts no earlier than everything observed so far; a callback
     # observed at or before that instant belongs to an older generation (statemachine).
     started = max(now, before.observed_at)
-    _cas_update(
-        session,
-        link,
-        state=req.state.value,
-        generation=generation,
-        direction=req.direction.value,
-        campaign_id=req.campaign_id,
-        prior_campaign_id=req.prior_campaign_id,
-        observed_at=started,
-        generation_started_at=started,
-        provider_status=None,
-        failure_reason=None,
-        drift=False,
-        next_poll_at=now,
-        poll_attempts=0,
-        request_attempts=0,
-        needs_check=False,
-        last_error=None,
-        skip_preflight=skip_preflight,
-        updated_at=now,
-    )
+    values = {
+        "state": req.state.value,
+        "generation": generation,
+        "direction": req.direction.value,
+        "campaign_id": req.campaign_id,
+        "prior_campaign_id": req.prior_campaign_id,
+        "observed_at": started,
+        "generation_started_at": started,
+        "provider_status": None,
+        "failure_reason": None,
+        "drift": False,
+        "next_poll_at": now,
+        "poll_attempts": 0,
+        "request_attempts": 0,
+        "needs_check": False,
+        "last_error": None,
+        "skip_preflight": skip_preflight,
+        "updated_at": now,
+    }
+    return GenerationChange(reason, event, values)
+
+
+def _start_generation(
+    session: Session,
+    link: Link,
+    req: Request,
+    source: Source,
+    now: datetime,
+    *,
+    skip_preflight: bool = False,
+    reason: str | None = None,
+) -> RequestResult:
+    if not req.new_generation:
+        return RequestResult(True, False, req.reason, link)
+    change = generation_change(link, req, source, now, skip_preflight=skip_preflight, reason=reason)
+    session.add(LinkEvent(**change.event))
+    _cas_update(session, link, **change.values)
     session.refresh(link)
-    return RequestResult(True, True, reason, link)
+    return RequestResult(True, True, change.reason, link)

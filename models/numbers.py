@@ -11,6 +11,7 @@ live in the provider's module and call these.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 import phonenumbers
 
@@ -42,6 +43,7 @@ def to_e164(value: object) -> str:
     return number
 
 
+@lru_cache(maxsize=65_536)  # a file is checked, then recorded: parse each number once
 def to_e164_us(raw: str) -> str:
     """``+15551234567`` for a valid US number given in any common form; else InvalidNumber."""
     text = raw.strip()
@@ -55,9 +57,11 @@ def to_e164_us(raw: str) -> str:
         raise InvalidNumber(f"not a phone number ({exc._msg})") from None
     if parsed.country_code != 1:
         raise InvalidNumber("not a US number")
-    if not phonenumbers.is_valid_number(parsed):
+    # is_valid_number() is this, finding the region again: the matching is the cost.
+    region = phonenumbers.region_code_for_number(parsed)
+    if region is None or not phonenumbers.is_valid_number_for_region(parsed, region):
         raise InvalidNumber("not a valid US number")
-    if phonenumbers.region_code_for_number(parsed) not in US_REGIONS:
+    if region not in US_REGIONS:
         raise InvalidNumber("not a US number")
     return to_e164(phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164))
 

@@ -4,6 +4,11 @@ A claim moves ``next_poll_at`` forward by a lease inside the claiming transactio
 (``FOR UPDATE SKIP LOCKED`` on PostgreSQL; SQLite's ``BEGIN IMMEDIATE`` serialises claims).
 Two beat processes or many workers therefore never take the same link in one interval; if
 the claimer dies, the lease runs out and the link is due again.
+
+Leases are short (``CLAIM_LEASE``) and renewed while the claimer works (``renew_lease``); the
+lease's end (``next_poll_at``) is the holder's token, so a renewal or a release only touches
+links still leased to that claimer, never one already rescheduled or claimed by another.
+Claims take whole campaigns, so a campaign is listed once per round, not once per slice.
 """
 
 from __future__ import annotations
@@ -21,8 +26,8 @@ from models.db import update_many
 from models.statemachine import TERMINAL, State
 from models.tables import Link, utcnow
 
-#: How long a claim holds a link before another claimer may take it.
-CLAIM_LEASE = timedelta(seconds=300)
+#: How long a claim holds a link unless renewed: a dead claimer's links are due again after it.
+CLAIM_LEASE = timedelta(seconds=30)
 REQUESTED = (State.LINK_REQUESTED.value, State.UNLINK_REQUESTED.value)
 
 
@@ -59,7 +64,14 @@ def claim_due(
     lease: timedelta = CLAIM_LEASE,
     everything: bool = False,
 ) -> list[Claim]:
-    """Claim up to ``limit`` due links (all matching links when ``everything``)."""
+    """Claim the due links of whole campaigns, oldest due first, up to ``limit`` links (all
+    matching links when ``everything``); each claimed link is leased until ``now + lease``.
+
+    Campaigns are taken while their due links fit in ``limit``, so none is split between
+    rounds. A campaign with more due links than ``limit`` on its own is the exception: when it
+    comes first it is claimed ``limit`` links at a time (its oldest due first), one slice per
+    round, because a run must stay bounded.
+    """
     now = now or utcnow()
     stmt = select(Link)
     if not everything:
@@ -68,7 +80,12 @@ def claim_due(
         stmt = stmt.where(Link.provider == provider)
     if campaign_id is not None:
         stmt = stmt.where(Link.campaign_id == campaign_id)
-    stmt = stmt.order_by(col(Link.next_poll_at)).limit(limit)
+    if not everything:
+        campaigns = _due_campaigns(session, now=now, limit=limit, provider=provider)
+        if not campaigns:
+            return []
+        stmt = stmt.where(sa.tuple_(col(Link.provider), col(Link.campaign_id)).in_(campaigns))
+    stmt = stmt.order_by(col(Link.next_poll_at), col(Link.id)).limit(limit)
     if session.get_bind().dialect.name == "postgresql":
         stmt = stmt.with_for_update(skip_locked=True)
     links = session.exec(stmt).all()
@@ -97,6 +114,88 @@ def claim_due(
         )
         for link in links
     ]
+
+
+def _due_campaigns(
+    session: Session, *, now: datetime, limit: int, provider: str | None
+) -> list[tuple[str, str]]:
+    """The (provider, campaign) pairs whose due links a claim of ``limit`` takes whole: the
+    oldest due first, while they fit (the first one always, even alone over ``limit``)."""
+    first_due = sa.func.min(col(Link.next_poll_at))
+    stmt = (
+        sa.select(col(Link.provider), col(Link.campaign_id), sa.func.count())
+        .where(col(Link.next_poll_at) <= now)
+        .group_by(col(Link.provider), col(Link.campaign_id))
+        .order_by(first_due, col(Link.provider), col(Link.campaign_id))
+        .limit(limit)
+    )
+    if provider is not None:
+        stmt = stmt.where(col(Link.provider) == provider)
+    chosen: list[tuple[str, str]] = []
+    taken = 0
+    for prov, campaign, due in session.execute(stmt).all():
+        if chosen and taken + int(due) > limit:
+            break
+        chosen.append((prov, campaign))
+        taken += int(due)
+    return chosen
+
+
+def renew_lease(
+    session: Session,
+    link_ids: Iterable[int],
+    held_until: datetime,
+    *,
+    now: datetime | None = None,
+    lease: timedelta = CLAIM_LEASE,
+) -> tuple[set[int], datetime]:
+    """Extend the lease of the links still leased until ``held_until`` to ``now + lease``.
+
+    A link rescheduled since (its work is done), claimed again by another claimer (our lease
+    ran out) or made due by a callback or an operator no longer carries ``held_until``, so it
+    is left alone. Returns the ids still held and the new end of their lease.
+    """
+    now = now or utcnow()
+    until = now + lease
+    ids = sorted(set(link_ids))
+    if not ids:
+        return set(), until
+    mine = sa.and_(col(Link.id).in_(ids), col(Link.next_poll_at) == held_until)
+    if session.get_bind().dialect.name == "postgresql":
+        # Lock in id order like every batch writer, and skip a link the run is saving right
+        # now (it is being rescheduled): a heartbeat never waits for, nor deadlocks with, work.
+        locked = (
+            sa.select(col(Link.id))
+            .where(mine)
+            .order_by(col(Link.id))
+            .with_for_update(skip_locked=True)
+        )
+        mine = col(Link.id).in_(locked.scalar_subquery())
+    held = session.execute(
+        sa.update(Link)
+        .where(mine)
+        .values(next_poll_at=until)
+        .returning(col(Link.id))
+        .execution_options(synchronize_session=False)
+    )
+    return {int(i) for i in held.scalars()}, until
+
+
+def release_lease(
+    session: Session, link_ids: Iterable[int], held_until: datetime, *, now: datetime | None = None
+) -> int:
+    """Make the links still leased until ``held_until`` due now (a graceful shutdown gives its
+    unfinished work back). Returns how many."""
+    ids = sorted(set(link_ids))
+    if not ids:
+        return 0
+    result = session.execute(
+        sa.update(Link)
+        .where(col(Link.id).in_(ids), col(Link.next_poll_at) == held_until)
+        .values(next_poll_at=now or utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
 
 
 def campaign_sizes(session: Session, provider: str, campaign_ids: Sequence[str]) -> dict[str, int]:

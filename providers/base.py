@@ -15,6 +15,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from typing import ClassVar, Protocol
 
 import httpx
@@ -147,6 +148,16 @@ class CallbackEvent:
     ignore_reason: str | None = None
     #: As :attr:`NumberStatus.retry_once`.
     retry_once: bool = False
+    #: Every id the callback names the campaign by (Telnyx: ``campaignId`` and
+    #: ``tcrCampaignId``), ``campaign_id`` among them.
+    campaign_ids: tuple[str, ...] = ()
+
+    def campaign_for(self, link_campaign: str | None) -> str | None:
+        """The campaign as the link knows it: the link's own id when the callback names the
+        campaign by any of its ids, else ``campaign_id`` (then it is another campaign)."""
+        if link_campaign is not None and link_campaign in self.campaign_ids:
+            return link_campaign
+        return self.campaign_id
 
 
 class RateLimiter(Protocol):
@@ -191,27 +202,55 @@ class ProviderClient(ABC):
     def list_campaign(self, campaign_id: str) -> list[NumberStatus]:
         """All numbers of a campaign, every page."""
 
-    @abstractmethod
+    # Optional capabilities: a provider without them still links, unlinks and polls.
+
     def list_account(self) -> list[NumberStatus]:
         """Every linked (or pending) number of the account, every page, with its campaign.
 
-        List endpoints only (``dlcsync adopt``): never a request per number.
+        List endpoints only (``dlcsync adopt``): never a request per number. Without it,
+        adoption needs the campaigns named.
         """
+        raise PermanentProviderError(
+            f"{self.name}: cannot list the whole account; name the campaigns"
+        )
 
-    @abstractmethod
     def campaign(self, campaign_id: str) -> CampaignInfo:
-        """The campaign's status, pooling and use case (``exists=False`` on a 404)."""
+        """The campaign's status, pooling and use case (``exists=False`` on a 404).
+
+        Without it nothing is known (every field ``None``), so the pre-flight checks only
+        apply the operator's own number caps.
+        """
+        return CampaignInfo(campaign_id)
 
     def move(self, number: str, from_campaign: str, to_campaign: str) -> NumberStatus:
         raise NotImplementedError(f"{self.name} cannot move a number in one call")
 
 
+class Trust(StrEnum):
+    """What a verified signature vouches for."""
+
+    #: The signature covers what the callback says: its body may be applied.
+    BODY = "body"
+    #: Only the sender is authentic (Plivo V2 signs the URL and nonce, not the body): the
+    #: callback is a hint to poll its number, and nothing in its body is applied.
+    SENDER = "sender"
+
+
 class CallbackHandler(ABC):
     name: ClassVar[str]
+    #: Request headers that carry signatures: stored as digests, never in clear (whoever
+    #: reads the inbox must not be able to replay them).
+    signature_headers: ClassVar[frozenset[str]] = frozenset()
 
     @abstractmethod
-    def verify(self, request: CallbackRequest, now: float | None = None) -> None:
-        """Raise :class:`VerificationError` unless the request is authentic. Never else."""
+    def verify(self, request: CallbackRequest, now: float | None = None) -> Trust:
+        """Raise :class:`VerificationError` unless the request is authentic; else say what
+        the signature vouches for. Never raises anything else."""
+
+    def nonce(self, request: CallbackRequest) -> str | None:
+        """The signature's single-use nonce, for providers whose signatures carry no time
+        (a nonce seen again with another request is refused). ``None``: nothing to check."""
+        return None
 
     @abstractmethod
     def parse(self, request: CallbackRequest) -> CallbackEvent:

@@ -30,6 +30,7 @@ TABLES = (
     "link_events",
     "inbox",
     "links",
+    "callback_nonces",
     "dashboard_sessions",
     "login_failures",
     "jobs",

@@ -133,9 +133,12 @@ def _csrf_ok() -> bool:
 
 
 def _safe_next(target: str | None) -> str:
-    """Only local paths: never redirect to another site after login."""
+    """Only local paths: never redirect to another site after login. Control characters
+    (CR/LF would split the Location header) are a 400, not a 503."""
     if not target:
         return url_for("dashboard.index")
+    if any(ord(c) < 32 or ord(c) == 127 for c in target):
+        abort(400, "the next parameter holds control characters")
     parts = urlsplit(target)
     if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
         return url_for("dashboard.index")

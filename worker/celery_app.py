@@ -27,6 +27,7 @@ SWEEP_INBOX = "dlcsync.sweep_inbox"
 RECONCILE = "dlcsync.reconcile"
 DELIVER_ALERTS = "dlcsync.deliver_alerts"
 DETECT_STUCK = "dlcsync.detect_stuck"
+PURGE_INBOX = "dlcsync.purge_inbox"
 ADOPT = "dlcsync.adopt"
 #: An adoption lists a whole account: longer than the other tasks may take (still under
 #: VISIBILITY_TIMEOUT, so Redis does not hand it to a second worker while it runs).
@@ -38,6 +39,7 @@ BEAT_SCHEDULE_SECONDS = {
     RECONCILE: 2.0,
     DELIVER_ALERTS: 3.0,
     DETECT_STUCK: 60.0,
+    PURGE_INBOX: 600.0,
 }
 
 
@@ -92,3 +94,9 @@ def create_celery(settings: Settings, *, beat_schedule: dict[str, float] | None 
 def enqueue(app: Celery, task_name: str, *args: Any) -> None:
     """Publish by name without retrying: callers treat a broker outage as "later"."""
     app.send_task(task_name, args=list(args), retry=False)
+
+
+def ping(app: Celery) -> None:
+    """Raise unless the broker answers within a second (``/readyz``)."""
+    with app.connection_for_write() as conn:
+        conn.ensure_connection(max_retries=0, timeout=1)

@@ -10,7 +10,9 @@ or loops forever.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import timedelta
 
 import sqlalchemy as sa
@@ -24,6 +26,7 @@ from models.db import transaction
 from models.inbox import (
     FAILED,
     MAX_ATTEMPTS,
+    delete_expired,
     lock_unprocessed,
     lock_unprocessed_many,
     record_outcomes,
@@ -31,28 +34,30 @@ from models.inbox import (
 )
 from models.polling import poll_soon
 from models.statemachine import AlertKind, Observation, Source, Verdict
-from models.tables import InboxItem, utcnow
-from providers.base import CallbackHandler, CallbackRequest
+from models.tables import InboxItem, Link, utcnow
+from providers.base import CallbackEvent, CallbackHandler, Trust
+from providers.delivery import stored_event
 
 log = structlog.get_logger(__name__)
 
 
-def stored_request(item: InboxItem) -> CallbackRequest:
-    headers = dict(item.headers)
-    return CallbackRequest(
-        method=headers.pop(":method", "POST"),
-        url=headers.pop(":url", ""),
-        headers=headers,
-        body=item.body,
-        content_type=headers.get("content-type", ""),
-        query=dict(_query(headers.pop(":query", ""))),
-    )
+@dataclass(frozen=True)
+class Hint:
+    """A callback that only hints: its number is polled now, nothing of its body applied."""
+
+    number: str | None
+    outcome: str = Verdict.IGNORED.value
+    reason: str = "the signature does not cover the body: nothing applied, the number polled now"
 
 
-def _query(qs: str) -> Iterable[tuple[str, str]]:
-    from urllib.parse import parse_qsl
+def hint_only(event: CallbackEvent, trust: Trust) -> Hint | None:
+    """A :class:`Hint` for a callback whose signature does not cover its body (Plivo V2);
+    ``None`` for one that may be applied.
 
-    return parse_qsl(qs, keep_blank_values=True)
+    Anyone holding one such signature could have written the body, so none of it is
+    applied; its number is only polled sooner, and the poll tells the truth.
+    """
+    return Hint(event.number) if trust is Trust.SENDER else None
 
 
 def process_inbox(
@@ -87,27 +92,34 @@ def _apply_rows(
     results: dict[int, tuple[str, str | None]] = {}
     providers: dict[int, str] = {}
     failed: list[tuple[int, Exception]] = []
+    hinted: list[tuple[str, str]] = []
     with transaction(engine) as session:
         now = utcnow()
         items: list[Item] = []
+        several_ids: dict[int, CallbackEvent] = {}
         for row in lock_unprocessed_many(session, ids):
             assert row.id is not None
             providers[row.id] = row.provider
             try:
-                parsed = _parse(row, handlers.get(row.provider))
+                parsed = _parse(row, handlers.get(row.provider), several_ids)
             except Exception as exc:  # a poison row: counted below, the others go on
                 log.warning("inbox row failed", inbox_id=row.id, error=str(exc))
                 failed.append((row.id, exc))
                 continue
             if isinstance(parsed, Item):
                 items.append(parsed)
+            elif isinstance(parsed, Hint):
+                results[row.id] = (parsed.outcome, parsed.reason)
+                if parsed.number is not None:
+                    hinted.append((row.provider, parsed.number))
             else:
                 results[row.id] = parsed
+        items = _campaigns_as_linked(session, items, several_ids)
         for item, decision in zip(items, apply_batch(session, items, now=now), strict=True):
             assert item.inbox_id is not None
             results[item.inbox_id] = (decision.verdict.value, decision.reason)
         # The callback is a hint: poll the number now, whatever the verdict.
-        poll_soon(session, ((i.provider, i.number) for i in items), now=now)
+        poll_soon(session, [*((i.provider, i.number) for i in items), *hinted], now=now)
         record_outcomes(session, results, now=now)
     for inbox_id, (outcome, _) in results.items():  # counted once committed
         INBOX_OUTCOMES.labels(providers[inbox_id], outcome).inc()
@@ -118,11 +130,18 @@ def _apply_rows(
     return outcomes
 
 
-def _parse(row: InboxItem, handler: CallbackHandler | None) -> Item | tuple[str, str | None]:
-    """The observation a stored delivery carries, or its outcome when it carries none."""
+def _parse(
+    row: InboxItem, handler: CallbackHandler | None, several_ids: dict[int, CallbackEvent]
+) -> Item | Hint | tuple[str, str | None]:
+    """The observation a stored delivery carries (parsed by the web view, kept with the row),
+    or its outcome when it carries none. A callback that names its campaign by several ids is
+    left in ``several_ids``."""
     if handler is None:
         return Verdict.IGNORED.value, f"provider {row.provider} is off"
-    event = handler.parse(stored_request(row))
+    event, trust = stored_event(row, handler)
+    hint = hint_only(event, trust)
+    if hint is not None:
+        return hint
     if not event.relevant or event.number is None:
         return Verdict.IGNORED.value, event.ignore_reason or "not about a number assignment"
     obs = Observation(
@@ -138,7 +157,39 @@ def _parse(row: InboxItem, handler: CallbackHandler | None) -> Item | tuple[str,
         provider_time=event.provider_time,
         retry_once=event.retry_once,
     )
+    if len(event.campaign_ids) > 1:
+        assert row.id is not None
+        several_ids[row.id] = event
     return Item(row.provider, event.number, obs, inbox_id=row.id)
+
+
+def _campaigns_as_linked(
+    session: Session, items: list[Item], several_ids: Mapping[int, CallbackEvent]
+) -> list[Item]:
+    """Name each callback's campaign as its link does. Telnyx names a campaign by its UUID
+    (``campaignId``) and, for a shared one, by its TCR id (``tcrCampaignId``) too; a link on
+    either id is this campaign, so the state machine's "another campaign" rule compares like
+    with like. One query for the batch, and only for callbacks with several ids."""
+    keys = {(i.provider, i.number) for i in items if i.inbox_id in several_ids}
+    if not keys:
+        return items
+    table = Link.__table__  # type: ignore[attr-defined]
+    rows = session.execute(
+        sa.select(table.c.provider, table.c.number, table.c.campaign_id).where(
+            sa.tuple_(table.c.provider, table.c.number).in_(sorted(keys))
+        )
+    )
+    linked = {(r.provider, r.number): r.campaign_id for r in rows}
+    named: list[Item] = []
+    for item in items:
+        event = several_ids.get(item.inbox_id or -1)
+        campaign = event.campaign_for(linked.get((item.provider, item.number))) if event else None
+        if campaign is not None and campaign != item.obs.campaign_id:
+            item = dataclasses.replace(
+                item, obs=dataclasses.replace(item.obs, campaign_id=campaign)
+            )
+        named.append(item)
+    return named
 
 
 def _record_failure(engine: sa.Engine, inbox_id: int, exc: Exception) -> bool:
@@ -174,3 +225,19 @@ def sweep_inbox(
     for start in range(0, len(ids), batch):
         enqueue(ids[start : start + batch])
     return len(ids)
+
+
+def purge_inbox(
+    engine: sa.Engine, *, older_than: timedelta, batch: int = 1000, max_batches: int = 50
+) -> int:
+    """Delete processed rows past retention, one short transaction per batch (no long lock,
+    no huge WAL burst); at most ``max_batches`` per run, the next run goes on. Returns how
+    many rows went."""
+    deleted = 0
+    for _ in range(max_batches):
+        with transaction(engine) as session:
+            count = delete_expired(session, older_than=older_than, limit=batch)
+        deleted += count
+        if count < batch:
+            break
+    return deleted

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import signal
 from datetime import timedelta
 
 from celery import Celery
-from celery.signals import task_postrun
+from celery.signals import task_postrun, worker_process_init, worker_shutting_down
 
 from common import crashpoints
-from worker import adopt, alerting, inbox
+from worker import adopt, alerting, inbox, leases
 from worker.celery_app import (
     ADOPT,
     ADOPT_SOFT_TIME_LIMIT,
@@ -16,6 +17,7 @@ from worker.celery_app import (
     DELIVER_ALERTS,
     DETECT_STUCK,
     PROCESS_INBOX,
+    PURGE_INBOX,
     RECONCILE,
     SWEEP_INBOX,
     create_celery,
@@ -37,6 +39,14 @@ def register(app: Celery) -> Celery:
             rt.engine,
             lambda ids: enqueue(app, PROCESS_INBOX, ids),
             grace=timedelta(seconds=rt.settings.sweep_seconds),
+        )
+
+    @app.task(name=PURGE_INBOX)
+    def purge_inbox() -> int:
+        """Delete processed inbox rows past INBOX_RETENTION_DAYS, in bounded batches."""
+        rt = get_runtime(app)
+        return inbox.purge_inbox(
+            rt.engine, older_than=timedelta(days=rt.settings.inbox_retention_days)
         )
 
     @app.task(name=RECONCILE)
@@ -72,7 +82,19 @@ def register(app: Celery) -> Celery:
         adopt.run_adopt_job(rt.engine, rt.clients, job_id, rt.reconciler.cadence)
 
     task_postrun.connect(_after_task, weak=False)
+    worker_process_init.connect(_in_pool_child, weak=False)
+    worker_shutting_down.connect(_shutting_down, weak=False)
     return app
+
+
+def _in_pool_child(**_: object) -> None:
+    # A prefork child dies of SIGTERM by default; a run holding claims releases them first.
+    signal.signal(signal.SIGTERM, leases.on_sigterm)
+
+
+def _shutting_down(**_: object) -> None:
+    # Solo/threads pools run tasks here: a run stops between campaigns and releases the rest.
+    leases.request_stop()
 
 
 def _after_task(**_: object) -> None:

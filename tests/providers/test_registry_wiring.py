@@ -20,6 +20,7 @@ from providers.base import (
     CallbackRequest,
     NumberStatus,
     ProviderClient,
+    Trust,
     VerificationError,
 )
 from providers.registry import SPECS, Specs, build_clients, enabled_providers
@@ -61,9 +62,10 @@ class AcmeHandler(CallbackHandler):
     def __init__(self, secret: str | None) -> None:
         self.secret = secret
 
-    def verify(self, request: CallbackRequest, now: float | None = None) -> None:
+    def verify(self, request: CallbackRequest, now: float | None = None) -> Trust:
         if not self.secret or request.headers.get("x-acme-secret") != self.secret:
             raise VerificationError("acme: wrong secret")
+        return Trust.BODY
 
     def parse(self, request: CallbackRequest) -> CallbackEvent:
         body = json.loads(request.body)

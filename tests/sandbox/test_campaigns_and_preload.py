@@ -19,7 +19,9 @@ OWN = "6f1e6a52-3a43-4c8e-9f0e-0a7c3c2b9d11"
 
 @pytest.fixture
 def live() -> Iterator[SandboxHandle]:
-    handle = start_sandbox(make_config(delay=0.05))
+    # Pending links stay pending until a test settles them: a short delay raced the listing
+    # under load.
+    handle = start_sandbox(make_config(delay=60))
     yield handle
     handle.stop()
 
