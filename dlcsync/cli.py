@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import click
+from pydantic import ValidationError
 
 from common.settings import Settings
 
@@ -11,7 +12,11 @@ from common.settings import Settings
 @click.pass_context
 def main(ctx: click.Context) -> None:
     """dlcsync keeps US 10DLC number-to-campaign links consistent with the carrier."""
-    ctx.obj = Settings()
+    try:
+        ctx.obj = Settings()
+    except ValidationError as exc:
+        problems = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
+        raise click.ClickException(f"configuration: {problems}") from None
 
 
 @main.group()

@@ -494,6 +494,12 @@ WHAT = {
     ),
     AlertKind.DELIVERY_FAILED: "A webhook delivery from {provider} could not be processed.",
     AlertKind.CREDENTIALS: "{provider} rejected dlcsync's API credentials.",
+    AlertKind.CARRIER_MAPPING_FAILED: (
+        "{number} is linked to campaign {campaign} at {provider}, but a carrier's mapping "
+        "FAILED: messages to that carrier's subscribers are filtered."
+    ),
+    AlertKind.CAMPAIGN_EMPTY: "Campaign {campaign} at {provider} has had no linked number.",
+    AlertKind.CAMPAIGN_FAILING: "Most link requests on campaign {campaign} at {provider} fail.",
 }
 
 NEXT = {
@@ -529,6 +535,22 @@ NEXT = {
         "No request or poll reaches {provider} until this is fixed. Check PLIVO_AUTH_ID and "
         "PLIVO_AUTH_TOKEN or TELNYX_API_KEY (revoked, rotated, typo), then restart the worker."
     ),
+    AlertKind.CARRIER_MAPPING_FAILED: (
+        "Open a ticket with {provider} naming the number, the campaign and the carrier; they "
+        "can re-push the mapping. If it stays FAILED, unlink and link the number again: "
+        "dlcsync unlink --provider {provider} {number}, then dlcsync link --provider "
+        "{provider} --campaign {campaign} {number}. See dlcsync history {number}."
+    ),
+    AlertKind.CAMPAIGN_EMPTY: (
+        "Link a number to the campaign (dlcsync link --provider {provider} --campaign "
+        "{campaign} NUMBER) before the provider's deadline, or deactivate the campaign at "
+        "{provider} if it is no longer needed."
+    ),
+    AlertKind.CAMPAIGN_FAILING: (
+        "Stop sending link requests to this campaign and check it at {provider}: its status "
+        "(suspended, expired), its number limit, and whether the numbers are in the account "
+        "and on a messaging profile. See dlcsync status --campaign {campaign} --state FAILED."
+    ),
 }
 
 #: Apprise notify types: failures are "failure", the rest "warning".
@@ -540,6 +562,9 @@ SEVERITY = {
     AlertKind.STUCK: "warning",
     AlertKind.DRIFT: "warning",
     AlertKind.UNKNOWN_STATUS: "warning",
+    AlertKind.CARRIER_MAPPING_FAILED: "failure",
+    AlertKind.CAMPAIGN_EMPTY: "warning",
+    AlertKind.CAMPAIGN_FAILING: "failure",
 }
 
 

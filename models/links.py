@@ -13,7 +13,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
-from models import alerts
+from models import alerts, events, mapping
 from models.db import insert_ignoring_conflicts
 from models.statemachine import (
     AlertKind,
@@ -106,6 +106,8 @@ def _audit(
         inbox_id=inbox_id,
     )
     session.add(event)
+    session.flush()  # the event's id, for its outbox row
+    events.record(session, [event])
     return event
 
 
@@ -134,6 +136,8 @@ def apply_observation(
             reason=decision.reason,
             now=now,
         )
+    if decision.verdict is Verdict.DUPLICATE:
+        mapping.record(session, link, obs, now=now)
     if decision.verdict is not Verdict.APPLIED:
         return decision
 
@@ -176,6 +180,8 @@ def apply_observation(
             key_extra=f"{to_state.value}@{now.isoformat()}" if decision.drift else None,
             now=now,
         )
+    if to_state is State.COMPLETED:
+        mapping.record(session, link, obs, now=now)
     return decision
 
 
@@ -292,6 +298,7 @@ def _start_generation(
         generation_started_at=started,
         provider_status=None,
         failure_reason=None,
+        carrier_mapping=None,
         drift=False,
         next_poll_at=now,
         poll_attempts=0,

@@ -79,6 +79,9 @@ class AlertKind(enum.StrEnum):
     UNKNOWN_STATUS = "unknown_status"
     DELIVERY_FAILED = "delivery_failed"
     CREDENTIALS = "credentials"
+    CARRIER_MAPPING_FAILED = "carrier_mapping_failed"
+    CAMPAIGN_EMPTY = "campaign_empty"
+    CAMPAIGN_FAILING = "campaign_failing"
 
 
 #: Allowed transitions (from, to). ``None`` is "no link yet". Drift (a fresh poll) may move
@@ -141,6 +144,9 @@ class Observation:
     reason: str | None = None
     #: The provider's own timestamp, when it sent one (kept in the audit row).
     provider_time: datetime | None = None
+    #: Per-carrier mapping statuses (Telnyx), e.g. (("tmobile", "ADDED"),); not a state:
+    #: ``decide`` ignores it, models.mapping records it.
+    carrier_mapping: tuple[tuple[str, str], ...] | None = None
 
     @property
     def fresh(self) -> bool:

@@ -88,6 +88,8 @@ class NumberStatus:
     direction: Direction | None = None
     provider_time: datetime | None = None
     reason: str | None = None
+    #: Per-carrier mapping statuses when the provider reports them (Telnyx), sorted pairs.
+    carrier_mapping: tuple[tuple[str, str], ...] | None = None
 
 
 @dataclass(frozen=True)

@@ -111,6 +111,28 @@ def map_webhook_status(kind: str, status: str) -> tuple[Signal | None, Direction
     return WEBHOOK_STATUS.get((kind, status.lower()), (None, None))
 
 
+#: Per-carrier mapping fields of an assignment record (REFERENCE §12) -> our carrier names.
+MAPPING_FIELDS = {
+    "tmobileNumberMappingStatus": "tmobile",
+    "nonTmobileNumberMappingStatus": "non_tmobile",
+    "attNumberMappingStatus": "att",
+}
+
+
+def carrier_mapping(item: Mapping[str, Any]) -> tuple[tuple[str, str], ...] | None:
+    """The record's per-carrier mapping statuses (ADDED, PENDING, FAILED...), or None.
+
+    Values are kept as sent (upper-cased, at most 32 characters); absent or non-string
+    fields are left out, so a record without them changes nothing stored.
+    """
+    found = [
+        (carrier, value.strip().upper()[:32])
+        for name, carrier in MAPPING_FIELDS.items()
+        if isinstance(value := item.get(name), str) and value.strip()
+    ]
+    return tuple(sorted(found)) or None
+
+
 def parse_time(value: object) -> datetime | None:
     """Telnyx timestamps (``2021-03-08T17:57:48.801186``, ``...+00:00``, ``...Z``) as aware
     UTC; naive ones are UTC. ``None`` when absent or unreadable."""
@@ -343,6 +365,7 @@ class TelnyxClient(ProviderClient):
             direction=direction if signal is not None else None,
             provider_time=parse_time(item.get("updatedAt")),
             reason=reasons if isinstance(reasons, str) and reasons else None,
+            carrier_mapping=carrier_mapping(item),
         )
 
 

@@ -25,7 +25,15 @@ PG_ADMIN_URL = os.environ.get(
     "DLCSYNC_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
 REDIS_URL = os.environ.get("DLCSYNC_TEST_REDIS", "redis://127.0.0.1:6379/15")
-TABLES = ("alerts", "link_events", "inbox", "links")
+TABLES = (
+    "event_deliveries",
+    "event_outbox",
+    "mapping_changes",
+    "alerts",
+    "link_events",
+    "inbox",
+    "links",
+)
 
 hypothesis_settings.register_profile("ci", deadline=None, print_blob=True)
 hypothesis_settings.register_profile("dev", deadline=None)

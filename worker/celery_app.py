@@ -27,12 +27,16 @@ SWEEP_INBOX = "dlcsync.sweep_inbox"
 RECONCILE = "dlcsync.reconcile"
 DELIVER_ALERTS = "dlcsync.deliver_alerts"
 DETECT_STUCK = "dlcsync.detect_stuck"
+DELIVER_EVENTS = "dlcsync.deliver_events"
+CHECK_CAMPAIGNS = "dlcsync.check_campaigns"
 
 BEAT_SCHEDULE_SECONDS = {
     SWEEP_INBOX: 10.0,
     RECONCILE: 2.0,
     DELIVER_ALERTS: 3.0,
     DETECT_STUCK: 60.0,
+    DELIVER_EVENTS: 2.0,
+    CHECK_CAMPAIGNS: 300.0,
 }
 
 

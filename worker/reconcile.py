@@ -345,6 +345,7 @@ class Reconciler:
             generation=claim.generation,
             reason=status.reason,
             provider_time=status.provider_time,
+            carrier_mapping=status.carrier_mapping,
         )
 
     def _apply_status(

@@ -8,9 +8,11 @@ from celery import Celery
 from celery.signals import task_postrun
 
 from common import crashpoints
-from worker import alerting, inbox
+from worker import alerting, events, hygiene, inbox
 from worker.celery_app import (
+    CHECK_CAMPAIGNS,
     DELIVER_ALERTS,
+    DELIVER_EVENTS,
     DETECT_STUCK,
     PROCESS_INBOX,
     RECONCILE,
@@ -61,6 +63,23 @@ def register(app: Celery) -> Celery:
         return alerting.detect_stuck(
             rt.engine, stuck_after=timedelta(seconds=rt.settings.stuck_after_seconds)
         )
+
+    @app.task(name=DELIVER_EVENTS)
+    def deliver_events() -> int:
+        """Fan out new audit rows and send due outbound events; retries live in the table."""
+        rt = get_runtime(app)
+        secret = rt.settings.event_webhook_secret
+        stats = events.deliver_events(
+            rt.engine,
+            rt.settings.event_webhook_url_list,
+            secret.get_secret_value() if secret else None,
+        )
+        return stats.results.get("delivered", 0)
+
+    @app.task(name=CHECK_CAMPAIGNS)
+    def check_campaigns() -> int:
+        """Campaign hygiene: campaign_empty and campaign_failing alerts."""
+        return hygiene.check_campaigns(get_runtime(app).engine)
 
     task_postrun.connect(_after_task, weak=False)
     return app
