@@ -46,6 +46,7 @@ def db_check(settings: Settings) -> None:
 def _register_subcommands() -> None:
     """Commands that live in their own modules (imported lazily by click at call time)."""
     from dlcsync.commands.alerts import alerts
+    from dlcsync.commands.events import events
     from dlcsync.commands.export import export
     from dlcsync.commands.history import history
     from dlcsync.commands.links import link, unlink
@@ -56,7 +57,7 @@ def _register_subcommands() -> None:
 
     main.add_command(sandbox)
     main.add_command(run)
-    for command in (link, unlink, status, history, reconcile, export, alerts):
+    for command in (link, unlink, status, history, reconcile, export, alerts, events):
         main.add_command(command)
 
 
