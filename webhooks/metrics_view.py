@@ -8,7 +8,8 @@ Two kinds of series:
 - gauges about the data, computed from the database at scrape time by
   :class:`DatabaseCollector`: links per provider and state, age of the oldest pending link,
   inbox backlog, alerts per state, age of the oldest undelivered outbound event. A scrape
-  that cannot reach the database still answers 200, with ``dlcsync_database_up 0`` and without those gauges.
+  that cannot reach the database still answers 200, with ``dlcsync_database_up 0`` and
+  without those gauges.
 
 No authentication, as is usual for scrape targets: the page shows counts, never numbers or
 secrets. Bind it privately: let the load balancer or reverse proxy refuse ``/metrics`` from
