@@ -31,7 +31,7 @@ from flask import Blueprint, abort, redirect, render_template, request, session,
 from flask.blueprints import BlueprintSetupState
 from sqlmodel import Session
 
-from models import history, reports
+from models import history, mapping, reports
 from models.numbers import InvalidNumber, to_e164_us
 from models.statemachine import PENDING, State
 from models.tables import utcnow
@@ -270,6 +270,9 @@ def number() -> Any:
     with Session(svc.engine) as db:
         links = reports.links_of_number(db, e164, provider)
         timelines = [(link, history.link_history(db, link.provider, e164)) for link in links]
+        mappings: dict[int, list[Any]] = {}
+        for change in mapping.history(db, [link.id for link in links if link.id is not None]):
+            mappings.setdefault(change.link_id, []).append(change)
     return (
         render_template(
             "dashboard/number.html",
@@ -277,6 +280,8 @@ def number() -> Any:
             number=e164,
             error=None,
             timelines=timelines,
+            mappings=mappings,
+            carrier_names=mapping.CARRIER_NAMES,
             csrf=_csrf_token(),
             logged_in=True,
         ),

@@ -155,6 +155,8 @@ class LinkOut(BaseModel):
     provider_status: str | None
     failure_reason: str | None
     updated_at: datetime
+    #: Telnyx per-carrier mapping ({"tmobile": "ADDED", ...}); null when not reported.
+    carrier_mapping: dict[str, str] | None = None
 
     @classmethod
     def of(cls, link: Link) -> LinkOut:
@@ -167,6 +169,7 @@ class LinkOut(BaseModel):
             provider_status=link.provider_status,
             failure_reason=link.failure_reason,
             updated_at=link.updated_at,
+            carrier_mapping=link.carrier_mapping,
         )
 
     @classmethod
