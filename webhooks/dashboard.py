@@ -31,7 +31,7 @@ from flask import Blueprint, abort, redirect, render_template, request, session,
 from flask.blueprints import BlueprintSetupState
 from sqlmodel import Session
 
-from models import history, mapping, reports
+from models import alerts, history, mapping, reports
 from models.numbers import InvalidNumber, to_e164_us
 from models.statemachine import PENDING, State
 from models.tables import utcnow
@@ -204,6 +204,10 @@ def index() -> Any:
         )
         kind_counts = reports.problem_counts(db, stuck_after=stuck_after, now=now)
         buckets = reports.transitions_per_hour(db, hours=CHART_HOURS, now=now)
+        attention_alerts = {
+            kind: list(alerts.recent_alerts(db, since=now - ATTENTION_WINDOW, kind=kind, limit=20))
+            for kind in ATTENTION_ALERT_KINDS
+        }
 
     rows: dict[tuple[str, str], dict[str, int]] = {}
     for c in counts:
@@ -226,12 +230,19 @@ def index() -> Any:
         by_kind=by_kind,
         kind_counts=kind_counts,
         problem_total=problem_total,
+        attention_alerts=attention_alerts,
         chart=transition_chart(buckets, now=now, hours=CHART_HOURS),
         stuck_after=stuck_after,
         csrf=_csrf_token(),
         logged_in=True,
         now=now,
     )
+
+
+#: Alerts about campaigns and carrier mappings, shown under "needs attention" (links that
+#: failed, are stuck or drifted are listed from the links themselves).
+ATTENTION_ALERT_KINDS = ("campaign_failing", "campaign_empty", "carrier_mapping_failed")
+ATTENTION_WINDOW = timedelta(days=30)
 
 
 def normalise_number(raw: str) -> str:
