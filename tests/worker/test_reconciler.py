@@ -235,12 +235,20 @@ def test_unlink_then_number_disappears(
     assert sandbox.numbers() == []
 
 
+@pytest.fixture
+def slow_sandbox() -> Iterator[SandboxHandle]:
+    """Links stay PROCESSING for a minute, whatever the machine's load."""
+    handle = start_sandbox(delay=60, seed=3, callbacks_enabled=False)
+    yield handle
+    handle.stop()
+
+
 def test_a_resent_request_the_provider_already_has_is_not_a_failure(
-    engine: sa.Engine, sandbox: SandboxHandle, clock: Clock
+    engine: sa.Engine, slow_sandbox: SandboxHandle, clock: Clock
 ) -> None:
     """We crashed after Plivo accepted N1 and before recording it: resending is refused
     ("already requested"), and that refusal of the whole batch must not fail N2 either."""
-    cl = clients(sandbox)
+    cl = clients(slow_sandbox)
     cl["plivo"].link("CAMP1", [N1])
     rec = reconciler(engine, cl, clock)
     request(engine, clock, "plivo", N1, "CAMP1")
