@@ -7,10 +7,10 @@ import base64
 import json
 from datetime import UTC, datetime
 
-from conftest import Api, wait_for
 from standardwebhooks.webhooks import Webhook
 
 from sandbox import SandboxHandle
+from tests.sandbox.conftest import Api, wait_for
 
 SECRET = "whsec_" + base64.b64encode(b"e" * 32).decode()
 
