@@ -11,7 +11,7 @@ Times are ISO 8601 with a timezone, in and out. A timestamp without an offset is
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import (
     AfterValidator,
@@ -20,7 +20,9 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    SerializerFunctionWrapHandler,
     WithJsonSchema,
+    model_serializer,
 )
 
 from models.numbers import CAMPAIGN_ID, check_campaign_id
@@ -155,8 +157,16 @@ class LinkOut(BaseModel):
     provider_status: str | None
     failure_reason: str | None
     updated_at: datetime
-    #: Telnyx per-carrier mapping ({"tmobile": "ADDED", ...}); null when not reported.
+    #: Telnyx per-carrier mapping ({"tmobile": "ADDED", ...}); left out when not reported,
+    #: so a link's shape stays DESIGN's for providers without it.
     carrier_mapping: dict[str, str] | None = None
+
+    @model_serializer(mode="wrap")
+    def _omit_missing_mapping(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        if data.get("carrier_mapping") is None:
+            data.pop("carrier_mapping", None)
+        return data
 
     @classmethod
     def of(cls, link: Link) -> LinkOut:

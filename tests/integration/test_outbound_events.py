@@ -117,6 +117,7 @@ def test_every_audit_row_is_delivered_signed_and_identical_on_retry(
         alerts = [
             a.link_id
             for a in s.exec(select(Alert).where(Alert.kind == "carrier_mapping_failed")).all()
+            if not a.is_digest  # a burst of them is also summed up in a digest row
         ]
     assert received == history
     assert sum(len(v) for v in history.values()) >= 40 * 2 + len(completed[::3])
