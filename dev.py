@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Developer entry point that needs nothing but Python 3.11.
 
-python3 dev.py run     # set up .venv, migrate, start dlcsync (and the sandbox), link samples
-python3 dev.py test    # set up .venv, then ruff, mypy and the whole test suite
-python3 dev.py bench   # benchmarks (bench/), see README
+python3 dev.py run     # set up .venv (no test tools), migrate, start dlcsync (and the sandbox)
+python3 dev.py test    # set up .venv with the test tools, then ruff, mypy and the whole suite
+python3 dev.py bench   # benchmarks (bench/, needs the test tools), see README
+python3 dev.py setup   # only set up .venv with the test tools
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 BIN = VENV / "bin"
-STAMP = VENV / ".dlcsync-installed"
+#: One stamp per install: what running needs, and that plus the ``[test]`` extra (~600 MB of
+#: test tools). Each holds the hash of the pyproject.toml it was installed from.
+STAMPS = {"run": VENV / ".dlcsync-installed-run", "test": VENV / ".dlcsync-installed"}
 
 
 def sh(*args: str | Path, env: dict[str, str] | None = None) -> None:
@@ -28,17 +31,24 @@ def sh(*args: str | Path, env: dict[str, str] | None = None) -> None:
         sys.exit(result.returncode)
 
 
-def setup() -> None:
-    """Create .venv and install dlcsync with its test extras, when pyproject.toml changed."""
+def setup(extra: str = "test") -> None:
+    """Create .venv and install dlcsync (``extra="run"``: only what running needs; ``"test"``:
+    with the test tools too), unless that install is current for this pyproject.toml."""
     if not (BIN / "python").exists():
         print(f"creating {VENV}", flush=True)
         venv.EnvBuilder(with_pip=True).create(VENV)
     digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
-    if STAMP.exists() and STAMP.read_text() == digest:
+    # The test install includes everything running needs, so it satisfies "run" too.
+    enough = ("run", "test") if extra == "run" else ("test",)
+    if any(_stamped(STAMPS[e], digest) for e in enough):
         return
     sh(BIN / "python", "-m", "pip", "install", "-q", "--upgrade", "pip")
-    sh(BIN / "python", "-m", "pip", "install", "-q", "-e", ".[test]")
-    STAMP.write_text(digest)
+    sh(BIN / "python", "-m", "pip", "install", "-q", "-e", "." if extra == "run" else ".[test]")
+    STAMPS[extra].write_text(digest)
+
+
+def _stamped(stamp: Path, digest: str) -> bool:
+    return stamp.exists() and stamp.read_text() == digest
 
 
 def test(extra: list[str]) -> None:
@@ -50,7 +60,7 @@ def test(extra: list[str]) -> None:
 
 
 def run(extra: list[str]) -> None:
-    setup()
+    setup("run")
     os.execv(str(BIN / "dlcsync"), [str(BIN / "dlcsync"), "run", *extra])  # noqa: S606
 
 

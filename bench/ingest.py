@@ -84,7 +84,7 @@ def run(database_url: str, workdir: Path, quick: bool) -> tuple[list[Figure], di
         "DATABASE_URL": database_url,
         "REDIS_URL": REDIS_URL,
         "TELNYX_PUBLIC_KEY": signer.public_key,
-        "API_TOKEN": "bench-token",
+        "API_TOKEN": "bench-token-0123456789abcdefghijklmnopq",
         "PROMETHEUS_MULTIPROC_DIR": str(workdir / "metrics"),
     }
     (workdir / "metrics").mkdir(parents=True, exist_ok=True)

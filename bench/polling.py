@@ -19,10 +19,10 @@ import sqlalchemy as sa
 from bench.common import Figure, log
 from common.settings import Settings
 from models.polling import Cadence
-from providers.registry import build_clients
+from providers.registry import SPECS, build_clients
 from sandbox import start_sandbox
 from worker.ratelimit import LocalRateLimiter
-from worker.reconcile import LIST_PAGE_SIZE, Reconciler, until_quiet
+from worker.reconcile import Reconciler, until_quiet
 
 LATENCY = 0.05
 RATES = {"plivo": 50.0, "telnyx": 15.0}  # under the sandbox's limits (60/s, 20/s)
@@ -167,7 +167,7 @@ def run(database_url: str, workdir: Path, quick: bool) -> tuple[list[Figure], di
                 "req",
                 "<= 0.05",
                 requests.get(p, 0) / per_provider_numbers[p] <= 0.05,
-                f"page size {LIST_PAGE_SIZE[p]}; {n_links // n_campaigns} due per campaign",
+                f"page size {SPECS[p].page_size}; {n_links // n_campaigns} due per campaign",
             )
             for p in ("plivo", "telnyx")
         ),

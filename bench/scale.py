@@ -32,7 +32,7 @@ from bench.common import (
 )
 from models.history import link_history, state_as_of
 from models.polling import claim_due
-from models.summary import campaign_counts
+from models.reports import state_counts
 
 EVENTS_PER_LINK = 10
 BIG_CAMPAIGN = "CBIG0000"
@@ -246,12 +246,12 @@ def run(drop: bool, quick: bool) -> tuple[list[Figure], dict[str, Any]]:
 
     def summary_big() -> None:
         with Session(engine) as s:
-            campaign_counts(s, "plivo", BIG_CAMPAIGN)
+            state_counts(s, provider="plivo", campaign_id=BIG_CAMPAIGN)
 
     def summary_small() -> None:
         p, _, c = link_of(n_links - 1 - rng.randrange(n_links // 2), n_links)
         with Session(engine) as s:
-            campaign_counts(s, p, c)
+            state_counts(s, provider=p, campaign_id=c)
 
     def as_of() -> None:
         p, num, _ = next(it)

@@ -22,7 +22,6 @@ tmpfs path) or on deploy, while no process runs.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from prometheus_client import (
     REGISTRY,
@@ -34,7 +33,6 @@ from prometheus_client import (
 from prometheus_client.registry import Collector
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
-DEFAULT_MULTIPROC_DIR = Path("var/metrics")
 
 WEBHOOK_DELIVERIES = Counter(
     "dlcsync_webhook_deliveries_total",

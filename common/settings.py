@@ -35,12 +35,16 @@ class Settings(BaseSettings):
     telnyx_api_url: str = "https://api.telnyx.com"
 
     api_token: SecretStr | None = None
+    #: Signs the dashboard's session cookie; never derived from ``api_token`` (DESIGN §3).
+    secret_key: SecretStr | None = None
     alert_urls: str | None = None
 
     poll_interval_seconds: int = Field(default=60, gt=0)
     stuck_after_seconds: int = Field(default=259200, gt=0)
     drift_check_seconds: int = Field(default=86400, gt=0)
     sweep_seconds: int = Field(default=30, gt=0)
+    #: Processed inbox rows older than this are deleted: the window of webhook dedup.
+    inbox_retention_days: int = Field(default=30, gt=0)
     plivo_rate_limit_per_second: float = Field(default=50, gt=0)
     telnyx_rate_limit_per_second: float = Field(default=2, gt=0)
 
@@ -86,6 +90,15 @@ class Settings(BaseSettings):
     def event_webhook_url_list(self) -> list[str]:
         return (self.event_webhook_urls or "").split()
 
+    @field_validator("secret_key")
+    @classmethod
+    def _empty_secret_is_unset(cls, value: SecretStr | None) -> SecretStr | None:
+        return value if value is not None and value.get_secret_value() else None
+
+    @property
+    def public_url_is_https(self) -> bool:
+        return self.public_url.lower().startswith("https://")
+
     @property
     def poll_backoff_cap_seconds(self) -> int:
         """Longest wait between polls of a pending link: 30 poll intervals (30 min at 60 s)."""
@@ -94,16 +107,3 @@ class Settings(BaseSettings):
     @property
     def alert_url_list(self) -> list[str]:
         return (self.alert_urls or "").split()
-
-    @property
-    def plivo_enabled(self) -> bool:
-        return bool(self.plivo_auth_id and self.plivo_auth_token)
-
-    @property
-    def telnyx_enabled(self) -> bool:
-        return self.telnyx_api_key is not None and bool(self.telnyx_api_key.get_secret_value())
-
-    def enabled_providers(self) -> list[str]:
-        return [
-            p for p, on in (("plivo", self.plivo_enabled), ("telnyx", self.telnyx_enabled)) if on
-        ]

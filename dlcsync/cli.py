@@ -2,13 +2,34 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 from pydantic import ValidationError
 
 from common.settings import Settings
 
 
-@click.group()
+class Group(click.Group):
+    """The ``dlcsync`` group: a database or broker that is down, or a schema that was never
+    migrated, ends any command with one line (``Error: ...``, exit 1), not a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except click.exceptions.Exit:
+            raise
+        except Exception as exc:
+            from dlcsync.commands._common import explain_failure
+
+            settings = ctx.obj if isinstance(ctx.obj, Settings) else None
+            message = explain_failure(exc, settings) if settings is not None else None
+            if message is None:
+                raise
+            raise click.ClickException(message) from None
+
+
+@click.group(cls=Group)
 @click.pass_context
 def main(ctx: click.Context) -> None:
     """dlcsync keeps US 10DLC number-to-campaign links consistent with the carrier."""

@@ -25,6 +25,7 @@ import click
 import httpx
 
 from common.settings import Settings
+from providers.registry import enabled_providers
 
 BIN = Path(sys.executable).parent
 SAMPLE_CAMPAIGNS = {"plivo": ["CSAMPL1", "CSAMPL2"], "telnyx": ["TSAMPLE-1", "TSAMPLE-2"]}
@@ -61,6 +62,14 @@ class Supervisor:
                 os.killpg(proc.pid, signal.SIGKILL)
 
 
+def process_secrets(env: dict[str, str]) -> dict[str, str]:
+    """``API_TOKEN`` and ``SECRET_KEY`` for the processes: the environment's, else random
+    (256 bits each, and independent: the cookie key is never derived from the token)."""
+    return {
+        name: env.get(name) or secrets.token_urlsafe(32) for name in ("API_TOKEN", "SECRET_KEY")
+    }
+
+
 def _wait_http(url: str, timeout: float, sup: Supervisor, name: str) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -92,8 +101,7 @@ def run(port: int | None, sandbox_port: int, samples: bool, worker_concurrency: 
     env = dict(os.environ)
     port = port or int(env.get("PORT", "8000"))
     env.setdefault("PUBLIC_URL", f"http://127.0.0.1:{port}")
-    if not env.get("API_TOKEN"):
-        env["API_TOKEN"] = secrets.token_urlsafe(16)
+    env.update(process_secrets(env))
     logdir = Path("var/log").resolve()
     if not env.get("PROMETHEUS_MULTIPROC_DIR"):
         # Multiprocess metrics (web workers + Celery): this run owns every process, so it
@@ -104,7 +112,7 @@ def run(port: int | None, sandbox_port: int, samples: bool, worker_concurrency: 
         env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     sup = Supervisor(logdir, env)
     settings = Settings()
-    use_sandbox = not (settings.plivo_enabled or settings.telnyx_enabled)
+    use_sandbox = not enabled_providers(settings)
 
     def _stop(signum: int, _frame: FrameType | None) -> None:
         raise KeyboardInterrupt
@@ -220,7 +228,7 @@ def _link_samples(settings: Settings) -> None:
     engine = make_engine(settings.database_url)
     total = 0
     with transaction(engine) as session:
-        for p, provider in enumerate(settings.enabled_providers()):
+        for p, provider in enumerate(enabled_providers(settings)):
             for c, campaign in enumerate(SAMPLE_CAMPAIGNS.get(provider, ["SAMPLE1"])):
                 numbers = [f"+1312{5 + p}{c}{i:05d}" for i in range(15)]
                 results = link_numbers(

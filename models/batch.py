@@ -4,19 +4,43 @@ Everything is validated before anything is written: every rejected number gets a
 (and its line, for files), and the accepted ones are recorded in one transaction, so bad
 input never half-applies a batch. Recording is idempotent: asking again for what is
 already requested or linked changes nothing.
+
+Recording is set-based, like ``models.apply``: the batch's links are locked in one ordered
+``SELECT … FOR UPDATE`` (id order, so two batches sharing numbers wait instead of
+deadlocking), decided in Python by the state machine, then new links are inserted in one
+multi-row INSERT, changed links saved in one compare-and-set UPDATE and every audit row in one
+INSERT, whatever the number of lines (bench/: 10,000 lines). A number inserted or changed by
+someone else meanwhile (the INSERT conflicts, or the compare-and-set loses) takes the
+single-row path of ``models.links``, so the two paths cannot disagree.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
-from models.links import load, request_link_of, request_unlink_of, snapshot
+from models.apply import CAS
+from models.db import insert_many, is_postgres, update_many
+from models.links import (
+    NOT_MANAGED,
+    LinkRef,
+    RequestResult,
+    generation_change,
+    new_link_audit,
+    new_link_values,
+    request_link_of,
+    request_unlink_of,
+    snapshot,
+)
 from models.numbers import InvalidNumber, to_e164_us
-from models.statemachine import Source, request_link, request_unlink
+from models.statemachine import Request, Source, request_link, request_unlink
+from models.tables import Link, LinkEvent, utcnow
+
+#: Numbers per locking SELECT (under SQLite's parameter limit).
+LOCK_CHUNK = 10_000
 
 
 @dataclass(frozen=True)
@@ -35,6 +59,13 @@ class Entry:
 
     raw: str
     line: int | None = None
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    accepted: bool
+    reason: str | None
+    changed: bool
 
 
 def validate(entries: Iterable[Entry]) -> tuple[list[tuple[Entry, str]], list[NumberResult]]:
@@ -69,18 +100,31 @@ def link_numbers(
     now: datetime | None = None,
 ) -> list[NumberResult]:
     """Record link requests (not committed: the caller owns the transaction)."""
+    now = now or utcnow()
     valid, rejected = validate(entries)
-    results = list(rejected)
-    for entry, number in valid:
-        if dry_run:
-            link = load(session, provider, number, lock=False)
+    numbers = [number for _, number in valid]
+    links = _links(session, provider, numbers, lock=not dry_run)
+    outcomes: dict[str, _Outcome] = {}
+    if dry_run:
+        for number in numbers:
+            link = links.get(number)
             req = request_link(snapshot(link) if link else None, campaign_id)
             reason = req.reason if not req.new_generation else "would request link"
-            results.append(NumberResult(number, True, reason, req.new_generation, entry.line))
-            continue
-        r = request_link_of(session, provider, number, campaign_id, source=source, now=now)
-        results.append(NumberResult(number, r.accepted, r.reason, r.changed, entry.line))
-    return _in_input_order(results)
+            outcomes[number] = _Outcome(True, reason, req.new_generation)
+    else:
+        missing = [n for n in numbers if n not in links]
+        outcomes |= _insert_new(session, provider, campaign_id, missing, source, now)
+        outcomes |= _start_generations(
+            session,
+            links,
+            lambda link: request_link(snapshot(link), campaign_id),
+            lambda number: request_link_of(
+                session, provider, number, campaign_id, source=source, now=now
+            ),
+            source,
+            now,
+        )
+    return _results(valid, rejected, outcomes)
 
 
 def unlink_numbers(
@@ -92,21 +136,125 @@ def unlink_numbers(
     dry_run: bool = False,
     now: datetime | None = None,
 ) -> list[NumberResult]:
+    now = now or utcnow()
     valid, rejected = validate(entries)
-    results = list(rejected)
-    for entry, number in valid:
-        link = load(session, provider, number, lock=not dry_run)
-        if link is None:
-            results.append(
-                NumberResult(number, False, "number is not managed by dlcsync", line=entry.line)
-            )
-        elif dry_run:
+    numbers = [number for _, number in valid]
+    links = _links(session, provider, numbers, lock=not dry_run)
+    outcomes = {n: _Outcome(False, NOT_MANAGED, False) for n in numbers if n not in links}
+    if dry_run:
+        for number, link in links.items():
             req = request_unlink(snapshot(link))
             reason = req.reason if not req.new_generation else "would request unlink"
-            results.append(NumberResult(number, True, reason, req.new_generation, entry.line))
+            outcomes[number] = _Outcome(True, reason, req.new_generation)
+    else:
+        outcomes |= _start_generations(
+            session,
+            links,
+            lambda link: request_unlink(snapshot(link)),
+            lambda number: request_unlink_of(session, provider, number, source=source, now=now),
+            source,
+            now,
+        )
+    return _results(valid, rejected, outcomes)
+
+
+def _links(
+    session: Session, provider: str, numbers: Sequence[str], *, lock: bool
+) -> dict[str, Link]:
+    """The existing links of ``numbers`` by number, locked in id order unless ``lock`` is
+    False. ORM-loaded: building 10,000 model objects by hand costs seconds, loading them not."""
+    found: dict[str, Link] = {}
+    for start in range(0, len(numbers), LOCK_CHUNK):
+        stmt = (
+            select(Link)
+            .where(
+                Link.provider == provider, col(Link.number).in_(numbers[start : start + LOCK_CHUNK])
+            )
+            .order_by(col(Link.id))
+        )
+        if lock and is_postgres(session):  # SQLite's BEGIN IMMEDIATE serialises writers
+            stmt = stmt.with_for_update()
+        found |= {link.number: link for link in session.exec(stmt)}
+    return found
+
+
+def _insert_new(
+    session: Session,
+    provider: str,
+    campaign_id: str,
+    numbers: Sequence[str],
+    source: Source,
+    now: datetime,
+) -> dict[str, _Outcome]:
+    """Insert the links of numbers never seen, with their audit rows (two statements)."""
+    rows = [new_link_values(provider, n, campaign_id, now) for n in numbers]
+    inserted = insert_many(session, Link, rows, ignore_conflicts=True, returning=("id", "number"))
+    new = {str(row.number): int(row.id) for row in inserted}
+    events = [
+        new_link_audit(LinkRef(new[n], provider, n), campaign_id, source, now)
+        for n in numbers
+        if n in new
+    ]
+    insert_many(session, LinkEvent, events)
+    outcomes = {n: _Outcome(True, "link requested", True) for n in new}
+    for number in numbers:
+        if number not in new:  # inserted by someone else since we looked
+            outcomes[number] = _from(
+                request_link_of(session, provider, number, campaign_id, source=source, now=now)
+            )
+    return outcomes
+
+
+def _start_generations(
+    session: Session,
+    links: dict[str, Link],
+    decide: Callable[[Link], Request],
+    single: Callable[[str], RequestResult],
+    source: Source,
+    now: datetime,
+) -> dict[str, _Outcome]:
+    """Start the generations ``decide`` asks for on the locked ``links``: one compare-and-set
+    UPDATE and one audit INSERT; a link whose compare-and-set loses goes through ``single``."""
+    outcomes: dict[str, _Outcome] = {}
+    changes = {}
+    for number, link in links.items():
+        req = decide(link)
+        if not req.new_generation:
+            outcomes[number] = _Outcome(True, req.reason, False)
         else:
-            r = request_unlink_of(session, provider, number, source=source, now=now)
-            results.append(NumberResult(number, r.accepted, r.reason, r.changed, entry.line))
+            changes[number] = generation_change(link, req, source, now)
+    if not changes:
+        return outcomes
+    columns = sorted(next(iter(changes.values())).values)
+    rows = [
+        {
+            "id": links[n].id,
+            **{f"was_{c}": getattr(links[n], c) for c in CAS},
+            **change.values,
+        }
+        for n, change in changes.items()
+    ]
+    won = update_many(session, Link, rows, assign=columns, match=CAS)
+    insert_many(session, LinkEvent, [c.event for n, c in changes.items() if links[n].id in won])
+    for number, change in changes.items():
+        if links[number].id in won:
+            outcomes[number] = _Outcome(True, change.reason, True)
+        else:
+            outcomes[number] = _from(single(number))
+    return outcomes
+
+
+def _from(result: RequestResult) -> _Outcome:
+    return _Outcome(result.accepted, result.reason, result.changed)
+
+
+def _results(
+    valid: Sequence[tuple[Entry, str]], rejected: list[NumberResult], outcomes: dict[str, _Outcome]
+) -> list[NumberResult]:
+    results = list(rejected)
+    for entry, number in valid:
+        o = outcomes[number]
+        results.append(NumberResult(number, o.accepted, o.reason, o.changed, entry.line))
     return _in_input_order(results)
 
 

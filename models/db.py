@@ -6,7 +6,7 @@ web, worker and beat processes can all write to one file without "database is lo
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -98,3 +98,93 @@ def insert_ignoring_conflicts(session: Session, table: Any, values: dict[str, An
     # RETURNING, not rowcount: the ORM-enabled insert path does not report a rowcount.
     row = session.execute(stmt.returning(table.id)).first()
     return None if row is None else int(row[0])
+
+
+#: Rows per multi-row INSERT of ``insert_many``.
+INSERT_PAGE = 2_000
+#: Bound parameters per set-based statement, under SQLite's limit of 32,766 (PostgreSQL: 65,535).
+PARAMS_PER_STATEMENT = 30_000
+
+
+def _chunks(
+    rows: Sequence[Mapping[str, Any]], columns: int
+) -> Iterator[Sequence[Mapping[str, Any]]]:
+    size = max(1, PARAMS_PER_STATEMENT // max(columns, 1))
+    for start in range(0, len(rows), size):
+        yield rows[start : start + size]
+
+
+def insert_many(
+    session: Session,
+    model: Any,
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    ignore_conflicts: bool = False,
+    returning: Sequence[str] = (),
+) -> list[sa.Row[Any]]:
+    """One multi-row INSERT for all ``rows`` (same keys in each), ON CONFLICT DO NOTHING when
+    ``ignore_conflicts``. Rows beyond PARAMS_PER_STATEMENT parameters take another statement.
+    With ``returning``: those columns of the rows inserted (not of those that conflicted)."""
+    if not rows:
+        return []
+    table: sa.Table = model.__table__
+    if ignore_conflicts and session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        stmt: Any = pg_insert(table).on_conflict_do_nothing()
+    elif ignore_conflicts:
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        stmt = sqlite_insert(table).on_conflict_do_nothing()
+    else:
+        stmt = sa.insert(table)
+    if returning:
+        stmt = stmt.returning(*(table.c[c] for c in returning))
+    inserted: list[sa.Row[Any]] = []
+    # An executemany: SQLAlchemy's "insertmanyvalues" sends multi-row INSERTs of
+    # INSERT_PAGE rows, compiled once (a .values(list) compiles every parameter, every time).
+    for chunk in _chunks(rows, len(rows[0])):
+        result = session.execute(
+            stmt.execution_options(insertmanyvalues_page_size=INSERT_PAGE), list(chunk)
+        )
+        if returning:
+            inserted.extend(result)
+    return inserted
+
+
+def update_many(
+    session: Session,
+    model: Any,
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    assign: Sequence[str],
+    match: Sequence[str] = (),
+    extra: Mapping[str, Any] | None = None,
+) -> set[int]:
+    """Update many rows by id, each with its own values, in one statement; the ids updated.
+
+    Each row carries ``id``, the ``assign`` columns' new values and, for a compare-and-set,
+    ``was_<column>`` for every ``match`` column: a row whose current values differ is left
+    alone and missing from the result. ``extra`` sets further columns to one expression for
+    all rows. PostgreSQL: ``UPDATE … FROM (VALUES …)``; SQLite (no column list on a VALUES
+    alias): the same VALUES as a CTE.
+    """
+    if not rows:
+        return set()
+    table: sa.Table = model.__table__
+    names = ["id", *(f"was_{c}" for c in match), *assign]
+    types = [table.c.id.type, *(table.c[c].type for c in match), *(table.c[c].type for c in assign)]
+    updated: set[int] = set()
+    for chunk in _chunks(rows, len(names)):
+        values = sa.values(
+            *(sa.column(n, t) for n, t in zip(names, types, strict=True)), name="v"
+        ).data([tuple(row[n] for n in names) for row in chunk])
+        v: Any = values if session.get_bind().dialect.name == "postgresql" else values.cte("v")
+        stmt = (
+            sa.update(table)
+            .where(table.c.id == v.c.id, *(table.c[c] == v.c[f"was_{c}"] for c in match))
+            .values({**{c: v.c[c] for c in assign}, **(extra or {})})
+            .returning(table.c.id)
+        )
+        updated.update(int(i) for i in session.execute(stmt).scalars())
+    return updated

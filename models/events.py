@@ -3,13 +3,17 @@
 Why an outbox table and not a cursor over ``link_events`` ids: ids come from a sequence and
 commit out of order (a transaction holding id 100 may commit after the one holding 101), so
 a "last id seen" cursor can skip an event for good. An outbox row written in the audit
-row's own transaction (:func:`record`) is consumed only once it is visible, whatever the
-commit order, so no event is ever skipped.
+row's own transaction is consumed only once it is visible, whatever the commit order, so no
+event is ever skipped.
+
+The outbox row is written by a database trigger on ``link_events`` (migration 0003), the
+way the audit log's append-only rule is kept: every writer of audit rows, single-row or
+set-based, present or future, gets its outbox rows in the same transaction without a line
+of its own and without one more statement per batch.
 
 Pipeline (each step a bounded batch, one statement per batch for claiming and marking):
 
-1. :func:`record` - the audit writer adds one outbox row per audit row (one INSERT for a
-   list of rows, so a set-based multi-row audit insert fits too);
+1. the ``link_events_outbox`` trigger - every audit row INSERT adds its outbox row;
 2. :func:`fan_out` - outbox rows become one ``event_deliveries`` row per URL, then are
    deleted;
 3. :func:`claim_due` - a URL's due deliveries are claimed (``sending`` plus a lease), but
@@ -88,17 +92,6 @@ def body(event: LinkEvent) -> bytes:
 
 
 # --- 1. the outbox -------------------------------------------------------------------------
-
-
-def record(session: Session, events: Sequence[LinkEvent]) -> None:
-    """Add one outbox row per audit row, in the caller's transaction (ids must be set)."""
-    rows = [
-        {"event_id": e.id, "link_id": e.link_id, "created_at": e.recorded_at}
-        for e in events
-        if e.id is not None
-    ]
-    if rows:
-        session.execute(sa.insert(EventOutbox), rows)
 
 
 # --- 2. fan-out ----------------------------------------------------------------------------

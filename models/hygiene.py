@@ -19,8 +19,9 @@ from datetime import UTC, datetime, timedelta
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from models import alerts
-from models.statemachine import AlertKind, Direction, State
+from models.alerts import outbox as alerts
+from models.alerts.kinds import AlertKind
+from models.statemachine import Direction, State
 from models.tables import Link, utcnow
 
 EMPTY_AFTER = timedelta(days=14)

@@ -7,13 +7,16 @@ caller owns the transaction (commit or rollback); these functions only add to it
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, Protocol, TypeVar
 
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
-from models import alerts, events, mapping
+from models import mapping
+from models.alerts.outbox import raise_alert
 from models.db import insert_ignoring_conflicts
 from models.statemachine import (
     AlertKind,
@@ -31,9 +34,28 @@ from models.statemachine import (
 )
 from models.tables import Link, LinkEvent, utcnow
 
+NOT_MANAGED = "number is not managed by dlcsync"
+
 
 class ConcurrentChange(Exception):
     """The link changed between load and save; the caller retries the whole transaction."""
+
+
+T = TypeVar("T")
+
+#: Tries of a whole transaction that lost a compare-and-set race before giving up.
+CONCURRENT_ATTEMPTS = 3
+
+
+def retry_concurrent(work: Callable[[], T], *, attempts: int = CONCURRENT_ATTEMPTS) -> T:
+    """Run ``work`` (a whole transaction, opened and committed inside it) again when a link
+    changed under it; the last :class:`ConcurrentChange` propagates."""
+    for _ in range(attempts - 1):
+        try:
+            return work()
+        except ConcurrentChange:
+            pass
+    return work()
 
 
 def snapshot(link: Link) -> LinkSnapshot:
@@ -72,9 +94,28 @@ def _cas_update(session: Session, link: Link, **values: object) -> None:
     session.expire(link)
 
 
-def _audit(
-    session: Session,
-    link: Link,
+class Identified(Protocol):
+    """What an audit row needs to know of its link."""
+
+    @property
+    def id(self) -> int | None: ...
+    @property
+    def provider(self) -> str: ...
+    @property
+    def number(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class LinkRef:
+    """A link named by its id (a row just inserted, no ORM object built)."""
+
+    id: int
+    provider: str
+    number: str
+
+
+def audit_values(
+    link: Identified,
     *,
     from_state: State | None,
     to_state: State,
@@ -87,66 +128,60 @@ def _audit(
     reason: str | None = None,
     drift: bool = False,
     inbox_id: int | None = None,
-) -> LinkEvent:
+) -> dict[str, Any]:
+    """The audit row of one change."""
     assert link.id is not None
-    event = LinkEvent(
-        link_id=link.id,
-        provider=link.provider,
-        number=link.number,
-        campaign_id=campaign_id,
-        generation=generation,
-        from_state=from_state.value if from_state else None,
-        to_state=to_state.value,
-        source=source.value,
-        provider_status=provider_status,
-        provider_time=provider_time,
-        recorded_at=now,
-        reason=reason,
-        drift=drift,
-        inbox_id=inbox_id,
-    )
-    session.add(event)
-    session.flush()  # the event's id, for its outbox row
-    events.record(session, [event])
-    return event
+    return {
+        "link_id": link.id,
+        "provider": link.provider,
+        "number": link.number,
+        "campaign_id": campaign_id,
+        "generation": generation,
+        "from_state": from_state.value if from_state else None,
+        "to_state": to_state.value,
+        "source": source.value,
+        "provider_status": provider_status,
+        "provider_time": provider_time,
+        "recorded_at": now,
+        "reason": reason,
+        "drift": drift,
+        "inbox_id": inbox_id,
+    }
 
 
-def apply_observation(
-    session: Session,
-    provider: str,
-    number: str,
-    obs: Observation,
-    *,
-    inbox_id: int | None = None,
-    now: datetime | None = None,
-) -> Decision:
-    """Decide on an observation of one number and save the result (not committed)."""
-    now = now or utcnow()
-    link = load(session, provider, number)
-    if link is None:
-        return Decision(Verdict.IGNORED, reason="number is not managed by dlcsync")
-    before = snapshot(link)
-    decision = decide(before, obs)
-    if decision.alert is AlertKind.UNKNOWN_STATUS:
-        alerts.raise_alert(
-            session,
-            AlertKind.UNKNOWN_STATUS,
-            link=link,
-            key_extra=obs.provider_status,
-            reason=decision.reason,
-            now=now,
-        )
-    if decision.verdict is Verdict.DUPLICATE:
-        mapping.record(session, link, obs, now=now)
-    if decision.verdict is not Verdict.APPLIED:
-        return decision
+@dataclass(frozen=True)
+class AlertArgs:
+    kind: AlertKind
+    reason: str | None
+    key_extra: str | None
 
+
+@dataclass(frozen=True)
+class Change:
+    """What an applied decision writes: its audit row, the link's new values, its alert."""
+
+    event: dict[str, Any]
+    values: dict[str, Any]
+    alert: AlertArgs | None
+
+
+def unknown_status_alert(obs: Observation, decision: Decision) -> AlertArgs | None:
+    """The alert an observation with an unknown provider status raises, applied or not."""
+    if decision.alert is not AlertKind.UNKNOWN_STATUS:
+        return None
+    return AlertArgs(AlertKind.UNKNOWN_STATUS, decision.reason, obs.provider_status)
+
+
+def change_of(
+    link: Link, obs: Observation, decision: Decision, *, now: datetime, inbox_id: int | None
+) -> Change:
+    """The writes of an applied decision about ``link`` (as loaded, before the change)."""
     assert decision.to_state is not None
+    before = snapshot(link)
     to_state = decision.to_state
     campaign_id = decision.campaign_id or link.campaign_id
     failed = to_state in (State.FAILED, State.UNLINK_FAILED)
-    _audit(
-        session,
+    event = audit_values(
         link,
         from_state=before.state,
         to_state=to_state,
@@ -160,29 +195,62 @@ def apply_observation(
         drift=decision.drift,
         inbox_id=inbox_id,
     )
-    _cas_update(
-        session,
-        link,
-        state=to_state.value,
-        campaign_id=campaign_id,
-        observed_at=max(obs.observed_at, before.observed_at),
-        provider_status=obs.provider_status,
-        failure_reason=decision.reason if failed else None,
-        drift=decision.drift,
-        updated_at=now,
-    )
+    values = {
+        "state": to_state.value,
+        "campaign_id": campaign_id,
+        "observed_at": max(obs.observed_at, before.observed_at),
+        "provider_status": obs.provider_status,
+        "failure_reason": decision.reason if failed else None,
+        "drift": decision.drift,
+        "updated_at": now,
+    }
+    alert = None
     if decision.alert is not None:
-        alerts.raise_alert(
-            session,
-            decision.alert,
-            link=link,
-            reason=decision.reason,
-            key_extra=f"{to_state.value}@{now.isoformat()}" if decision.drift else None,
-            now=now,
-        )
-    if to_state is State.COMPLETED:
+        # Drift may recur within a generation: each one is its own alert.
+        key_extra = f"{to_state.value}@{now.isoformat()}" if decision.drift else None
+        alert = AlertArgs(decision.alert, decision.reason, key_extra)
+    return Change(event, values, alert)
+
+
+def apply_observation(
+    session: Session,
+    provider: str,
+    number: str,
+    obs: Observation,
+    *,
+    inbox_id: int | None = None,
+    now: datetime | None = None,
+) -> Decision:
+    """Decide on an observation of one number and save the result (not committed).
+
+    The single-row path; ``models.apply.apply_batch`` is the same for many observations.
+    """
+    now = now or utcnow()
+    link = load(session, provider, number)
+    if link is None:
+        return Decision(Verdict.IGNORED, reason=NOT_MANAGED)
+    decision = decide(snapshot(link), obs)
+    unknown = unknown_status_alert(obs, decision)
+    if unknown is not None:
+        _raise(session, link, unknown, now)
+    if decision.verdict is not Verdict.APPLIED:
+        if mapping.applies(decision):
+            mapping.record(session, link, obs, now=now)
+        return decision
+    change = change_of(link, obs, decision, now=now, inbox_id=inbox_id)
+    session.add(LinkEvent(**change.event))
+    _cas_update(session, link, **change.values)
+    if change.alert is not None:
+        _raise(session, link, change.alert, now)
+    if mapping.applies(decision):
         mapping.record(session, link, obs, now=now)
     return decision
+
+
+def _raise(session: Session, link: Link, alert: AlertArgs, now: datetime) -> None:
+    raise_alert(
+        session, alert.kind, link=link, reason=alert.reason, key_extra=alert.key_extra, now=now
+    )
 
 
 @dataclass(frozen=True)
@@ -193,11 +261,9 @@ class RequestResult:
     link: Link | None
 
 
-def _insert_if_missing(
-    session: Session, provider: str, number: str, campaign_id: str, now: datetime
-) -> bool:
-    """Insert a fresh link row unless one exists; True if this call inserted it."""
-    values = {
+def new_link_values(provider: str, number: str, campaign_id: str, now: datetime) -> dict[str, Any]:
+    """The row of a link the operator asks for the first time (generation 1, requested)."""
+    return {
         "provider": provider,
         "number": number,
         "campaign_id": campaign_id,
@@ -214,6 +280,29 @@ def _insert_if_missing(
         "created_at": now,
         "updated_at": now,
     }
+
+
+def new_link_audit(
+    link: Identified, campaign_id: str, source: Source, now: datetime
+) -> dict[str, Any]:
+    """The audit row of a link's creation (``link`` carries its new id)."""
+    return audit_values(
+        link,
+        from_state=None,
+        to_state=State.LINK_REQUESTED,
+        generation=1,
+        campaign_id=campaign_id,
+        source=source,
+        now=now,
+        reason="link requested",
+    )
+
+
+def _insert_if_missing(
+    session: Session, provider: str, number: str, campaign_id: str, now: datetime
+) -> bool:
+    """Insert a fresh link row unless one exists; True if this call inserted it."""
+    values = new_link_values(provider, number, campaign_id, now)
     return insert_ignoring_conflicts(session, Link, values) is not None
 
 
@@ -231,17 +320,7 @@ def request_link_of(
     if _insert_if_missing(session, provider, number, campaign_id, now):
         link = load(session, provider, number)
         assert link is not None
-        _audit(
-            session,
-            link,
-            from_state=None,
-            to_state=State.LINK_REQUESTED,
-            generation=1,
-            campaign_id=campaign_id,
-            source=source,
-            now=now,
-            reason="link requested",
-        )
+        session.add(LinkEvent(**new_link_audit(link, campaign_id, source, now)))
         return RequestResult(True, True, "link requested", link)
     link = load(session, provider, number)
     assert link is not None
@@ -255,15 +334,21 @@ def request_unlink_of(
     now = now or utcnow()
     link = load(session, provider, number)
     if link is None:
-        return RequestResult(False, False, "number is not managed by dlcsync", None)
+        return RequestResult(False, False, NOT_MANAGED, None)
     return _start_generation(session, link, request_unlink(snapshot(link)), source, now)
 
 
-def _start_generation(
-    session: Session, link: Link, req: Request, source: Source, now: datetime
-) -> RequestResult:
-    if not req.new_generation:
-        return RequestResult(True, False, req.reason, link)
+@dataclass(frozen=True)
+class GenerationChange:
+    """What an operator's request that starts a new generation writes."""
+
+    reason: str
+    event: dict[str, Any]
+    values: dict[str, Any]
+
+
+def generation_change(link: Link, req: Request, source: Source, now: datetime) -> GenerationChange:
+    """The audit row and new values of ``link`` (as loaded) when ``req`` starts a generation."""
     assert req.state is not None and req.direction is not None and req.campaign_id is not None
     before = snapshot(link)
     generation = before.generation + 1
@@ -272,8 +357,7 @@ def _start_generation(
         if req.prior_campaign_id
         else f"{req.direction} requested"
     )
-    _audit(
-        session,
+    event = audit_values(
         link,
         from_state=before.state,
         to_state=req.state,
@@ -286,26 +370,35 @@ def _start_generation(
     # The new generation starts no earlier than everything observed so far; a callback
     # observed at or before that instant belongs to an older generation (statemachine).
     started = max(now, before.observed_at)
-    _cas_update(
-        session,
-        link,
-        state=req.state.value,
-        generation=generation,
-        direction=req.direction.value,
-        campaign_id=req.campaign_id,
-        prior_campaign_id=req.prior_campaign_id,
-        observed_at=started,
-        generation_started_at=started,
-        provider_status=None,
-        failure_reason=None,
-        carrier_mapping=None,
-        drift=False,
-        next_poll_at=now,
-        poll_attempts=0,
-        request_attempts=0,
-        needs_check=False,
-        last_error=None,
-        updated_at=now,
-    )
+    values = {
+        "state": req.state.value,
+        "generation": generation,
+        "direction": req.direction.value,
+        "campaign_id": req.campaign_id,
+        "prior_campaign_id": req.prior_campaign_id,
+        "observed_at": started,
+        "generation_started_at": started,
+        "provider_status": None,
+        "failure_reason": None,
+        "carrier_mapping": None,
+        "drift": False,
+        "next_poll_at": now,
+        "poll_attempts": 0,
+        "request_attempts": 0,
+        "needs_check": False,
+        "last_error": None,
+        "updated_at": now,
+    }
+    return GenerationChange(reason, event, values)
+
+
+def _start_generation(
+    session: Session, link: Link, req: Request, source: Source, now: datetime
+) -> RequestResult:
+    if not req.new_generation:
+        return RequestResult(True, False, req.reason, link)
+    change = generation_change(link, req, source, now)
+    session.add(LinkEvent(**change.event))
+    _cas_update(session, link, **change.values)
     session.refresh(link)
-    return RequestResult(True, True, reason, link)
+    return RequestResult(True, True, change.reason, link)

@@ -16,13 +16,23 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from models import alerts
-from models.statemachine import AlertKind, Observation
+from models.alerts import outbox as alerts
+from models.alerts.kinds import AlertKind
+from models.statemachine import Decision, Observation, State, Verdict
 from models.tables import Link, MappingChange
 
 FAILED = "FAILED"
 #: How carriers are named in alerts and history.
 CARRIER_NAMES = {"tmobile": "T-Mobile", "non_tmobile": "non-T-Mobile carriers", "att": "AT&T"}
+
+
+def applies(decision: Decision) -> bool:
+    """Whether an observation with this decision is about the link's current generation and
+    campaign while it is linked (so its mapping is the link's): a duplicate, or a change to
+    COMPLETED."""
+    if decision.verdict is Verdict.DUPLICATE:
+        return True
+    return decision.verdict is Verdict.APPLIED and decision.to_state is State.COMPLETED
 
 
 def record(session: Session, link: Link, obs: Observation, *, now: datetime) -> int:
@@ -45,6 +55,7 @@ def record(session: Session, link: Link, obs: Observation, *, now: datetime) -> 
         .values(carrier_mapping=after)
         .execution_options(synchronize_session=False)
     )
+    link.carrier_mapping = after  # a batch keeps deciding on this (detached) copy
     session.execute(
         sa.insert(MappingChange),
         [

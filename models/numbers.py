@@ -1,20 +1,49 @@
-"""US phone numbers in E.164, checked with the ``phonenumbers`` library."""
+"""Phone numbers in E.164: the one place that turns written numbers into ``+15551234567``.
+
+Three strengths, one shape: :func:`to_e164` checks the shape only (``+`` and 8-15 digits;
+what a provider sends us), :func:`to_e164_us` also checks with the ``phonenumbers`` library
+that it is a valid US number (what we accept to manage), and :func:`lookup_e164` is for a
+person searching (the strict form, else the shape with separators removed, so a number the
+library rejects can still be looked up). Provider wire forms (Plivo's digits without ``+``)
+live in the provider's module and call these.
+"""
 
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 import phonenumbers
 
 #: The United States and its territories in the North American Numbering Plan.
 US_REGIONS = frozenset({"US", "PR", "GU", "VI", "AS", "MP"})
 CAMPAIGN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+#: ASCII digits only (``\d`` would also take other scripts' digits).
+E164 = re.compile(r"\+[1-9][0-9]{7,14}")
+_SEPARATORS = re.compile(r"[\s().-]")
 
 
 class InvalidNumber(ValueError):
     """The reason is the message, meant for people."""
 
 
+def is_e164(number: object) -> bool:
+    return isinstance(number, str) and E164.fullmatch(number) is not None
+
+
+def to_e164(value: object) -> str:
+    """E.164 from digits with or without the ``+`` (or an int); the shape only, not whether
+    the number is valid. Raises InvalidNumber."""
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise InvalidNumber(f"not a phone number: {str(value)[:40]!r}")
+    text = str(value).strip()
+    number = text if text.startswith("+") else "+" + text
+    if not is_e164(number):
+        raise InvalidNumber(f"not a phone number: {text[:40]!r}")
+    return number
+
+
+@lru_cache(maxsize=65_536)  # a file is checked, then recorded: parse each number once
 def to_e164_us(raw: str) -> str:
     """``+15551234567`` for a valid US number given in any common form; else InvalidNumber."""
     text = raw.strip()
@@ -28,11 +57,26 @@ def to_e164_us(raw: str) -> str:
         raise InvalidNumber(f"not a phone number ({exc._msg})") from None
     if parsed.country_code != 1:
         raise InvalidNumber("not a US number")
-    if not phonenumbers.is_valid_number(parsed):
+    # is_valid_number() is this, finding the region again: the matching is the cost.
+    region = phonenumbers.region_code_for_number(parsed)
+    if region is None or not phonenumbers.is_valid_number_for_region(parsed, region):
         raise InvalidNumber("not a valid US number")
-    if phonenumbers.region_code_for_number(parsed) not in US_REGIONS:
+    if region not in US_REGIONS:
         raise InvalidNumber("not a US number")
-    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+    return to_e164(phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164))
+
+
+def lookup_e164(raw: str) -> str:
+    """E.164 from what a person typed (``(202) 555-0143``, ``12025550143``...) to look a
+    number up; the strict form's reason when it is not even number-shaped."""
+    try:
+        return to_e164_us(raw)
+    except InvalidNumber as exc:
+        strict = exc
+    try:
+        return to_e164(_SEPARATORS.sub("", raw))
+    except InvalidNumber:
+        raise strict from None
 
 
 def check_campaign_id(campaign_id: str) -> str:

@@ -1,7 +1,11 @@
-"""Read-only questions operators ask from the command line: counts, problems, exports.
+"""Read-only questions about links, for the API, the dashboard, the CLI and ``/metrics``:
+counts per state, pages of links, gauges, transitions over time (problem links:
+:mod:`models.problems`).
 
-Exports page by keyset on the row id (ids only grow), so a caller holds one page at a time
-however many rows there are, and each page is its own short transaction.
+Pages are keyset on the row id (ids only grow): a cursor stays stable while rows are added,
+a caller holds one page at a time however many rows there are, and each page is its own
+short transaction. Counting groups on (provider, campaign_id, state), which the
+``ix_links_campaign_state`` index answers without touching the table rows.
 """
 
 from __future__ import annotations
@@ -15,10 +19,8 @@ import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from models.db import is_postgres
-from models.statemachine import IN_FLIGHT, PENDING, State
+from models.statemachine import PENDING
 from models.tables import Alert, InboxItem, Link, LinkEvent, utcnow
-
-FAILED_STATES = (State.FAILED.value, State.UNLINK_FAILED.value)
 
 
 @dataclass(frozen=True)
@@ -40,57 +42,11 @@ def state_counts(
     stmt = select(Link.provider, Link.campaign_id, Link.state, sa.func.count()).group_by(
         col(Link.provider), col(Link.campaign_id), col(Link.state)
     )
-    stmt = stmt.where(*_filters(provider, campaign_id, state))
+    stmt = stmt.where(*link_filters(provider, campaign_id, state))
     rows = session.exec(
         stmt.order_by(col(Link.provider), col(Link.campaign_id), col(Link.state))
     ).all()
     return [StateCount(p, c, s, int(n)) for p, c, s, n in rows]
-
-
-@dataclass(frozen=True)
-class Problem:
-    link: Link
-    #: "failed", "stuck" or "drifted".
-    kind: str
-    reason: str
-
-
-def problem_links(
-    session: Session,
-    *,
-    stuck_after: timedelta,
-    provider: str | None = None,
-    campaign_id: str | None = None,
-    state: str | None = None,
-    limit: int = 50,
-    now: datetime | None = None,
-) -> tuple[list[Problem], int]:
-    """Failed, stuck (in flight longer than ``stuck_after``) and drifted links, most recently
-    changed first: up to ``limit`` of them, and how many there are in all."""
-    now = now or utcnow()
-    condition = sa.or_(
-        col(Link.state).in_(FAILED_STATES),
-        col(Link.drift).is_(True),
-        sa.and_(
-            col(Link.state).in_([s.value for s in IN_FLIGHT]),
-            col(Link.updated_at) < now - stuck_after,
-        ),
-    )
-    filters = _filters(provider, campaign_id, state)
-    stmt = select(Link).where(condition, *filters)
-    links = session.exec(stmt.order_by(col(Link.updated_at).desc()).limit(limit)).all()
-    count_stmt = select(sa.func.count()).select_from(Link).where(condition, *filters)
-    total = int(session.exec(count_stmt).one())
-    return [_problem(link, now - stuck_after) for link in links], total
-
-
-def _problem(link: Link, stuck_before: datetime) -> Problem:
-    if link.state in FAILED_STATES:
-        return Problem(link, "failed", link.failure_reason or link.provider_status or "")
-    if link.drift:
-        return Problem(link, "drifted", f"found {link.provider_status or link.state} by a poll")
-    since = link.updated_at.isoformat(timespec="seconds")
-    return Problem(link, "stuck", f"{link.state} since {since}")
 
 
 def links_of_number(session: Session, number: str, provider: str | None = None) -> Sequence[Link]:
@@ -112,7 +68,7 @@ def links_page(
     until: datetime | None = None,
 ) -> Sequence[Link]:
     """Links in id order after ``after_id``; ``since``/``until`` bound ``updated_at``."""
-    stmt = select(Link).where(col(Link.id) > after_id, *_filters(provider, campaign_id, state))
+    stmt = select(Link).where(col(Link.id) > after_id, *link_filters(provider, campaign_id, state))
     if since is not None:
         stmt = stmt.where(col(Link.updated_at) >= since)
     if until is not None:
@@ -120,9 +76,10 @@ def links_page(
     return session.exec(stmt.order_by(col(Link.id)).limit(limit)).all()
 
 
-def _filters(
+def link_filters(
     provider: str | None, campaign_id: str | None, state: str | None
 ) -> list[sa.ColumnElement[bool]]:
+    """The optional filters every link query takes."""
     conditions: list[sa.ColumnElement[bool]] = []
     if provider is not None:
         conditions.append(col(Link.provider) == provider)
@@ -131,26 +88,6 @@ def _filters(
     if state is not None:
         conditions.append(col(Link.state) == state)
     return conditions
-
-
-def problem_counts(
-    session: Session, *, stuck_after: timedelta, now: datetime | None = None
-) -> dict[str, int]:
-    """How many links are failed, drifted and stuck (each link counted once, with the kind
-    :func:`problem_links` would give it)."""
-    now = now or utcnow()
-    failed = col(Link.state).in_(FAILED_STATES)
-    drifted = sa.and_(col(Link.drift).is_(True), sa.not_(failed))
-    stuck = sa.and_(
-        col(Link.state).in_([s.value for s in IN_FLIGHT]),
-        col(Link.updated_at) < now - stuck_after,
-        col(Link.drift).is_(False),
-    )
-    counts = {}
-    for kind, condition in (("failed", failed), ("drifted", drifted), ("stuck", stuck)):
-        stmt = select(sa.func.count()).select_from(Link).where(condition)
-        counts[kind] = int(session.exec(stmt).one())
-    return counts
 
 
 # --- gauges computed at scrape time (/metrics) ---------------------------------------------

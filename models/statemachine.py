@@ -22,6 +22,8 @@ import enum
 from dataclasses import dataclass
 from datetime import datetime
 
+from models.alerts.kinds import AlertKind as AlertKind  # re-exported: Effects name it
+
 
 class State(enum.StrEnum):
     LINK_REQUESTED = "LINK_REQUESTED"
@@ -69,19 +71,6 @@ class Verdict(enum.StrEnum):
     DUPLICATE = "duplicate"
     STALE = "stale"
     IGNORED = "ignored"
-
-
-class AlertKind(enum.StrEnum):
-    LINK_FAILED = "link_failed"
-    UNLINK_FAILED = "unlink_failed"
-    STUCK = "stuck"
-    DRIFT = "drift"
-    UNKNOWN_STATUS = "unknown_status"
-    DELIVERY_FAILED = "delivery_failed"
-    CREDENTIALS = "credentials"
-    CARRIER_MAPPING_FAILED = "carrier_mapping_failed"
-    CAMPAIGN_EMPTY = "campaign_empty"
-    CAMPAIGN_FAILING = "campaign_failing"
 
 
 #: Allowed transitions (from, to). ``None`` is "no link yet". Drift (a fresh poll) may move

@@ -1,5 +1,5 @@
-"""The tables: links, link_events (append-only audit), inbox, alerts, and the outbound
-event outbox and deliveries (``event_outbox``, ``event_deliveries``), and per-carrier
+"""The tables: links, link_events (append-only audit), inbox, alerts; dashboard logins; the
+outbound event outbox and deliveries (``event_outbox``, ``event_deliveries``); per-carrier
 mapping history (``mapping_changes``).
 
 States are stored as plain strings (the values of :class:`models.statemachine.State`), so
@@ -85,6 +85,13 @@ class LinkEvent(SQLModel, table=True):
     __table_args__ = (
         sa.Index("ix_link_events_link", "link_id", "recorded_at", "id"),
         sa.Index("ix_link_events_recorded", "recorded_at", "id"),
+        # Retention keeps the inbox rows an audit row cites: found through this index.
+        sa.Index(
+            "ix_link_events_inbox",
+            "inbox_id",
+            postgresql_where=sa.text("inbox_id IS NOT NULL"),
+            sqlite_where=sa.text("inbox_id IS NOT NULL"),
+        ),
         # At most one audit row per (link, generation, to-state), drift aside: a redelivered
         # task or a duplicate webhook cannot write a second one even if the CAS were bypassed.
         sa.Index(
@@ -133,7 +140,11 @@ class InboxItem(SQLModel, table=True):
     provider: str = Field(max_length=32)
     dedupe_key: str = Field(max_length=255)
     body: bytes = Field(sa_type=sa.LargeBinary())
+    #: The kept request headers (signatures as digests) and ``:method``/``:url``/``:query``.
     headers: dict[str, str] = Field(default_factory=dict, sa_type=sa.JSON())
+    #: The callback as the web view verified and parsed it (``providers.delivery``); ``None``
+    #: on rows stored before 0005, which the worker parses from ``body`` and ``headers``.
+    event: dict[str, Any] | None = Field(default=None, sa_type=sa.JSON(), nullable=True)
     received_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime(), nullable=False)
     #: Further deliveries of the same event (answered 200, nothing new stored).
     duplicate_deliveries: int = 0
@@ -143,6 +154,23 @@ class InboxItem(SQLModel, table=True):
     attempts: int = 0
     error: str | None = Field(default=None, max_length=2000)
     processed_at: datetime | None = Field(default=None, sa_type=UTCDateTime(), nullable=True)
+
+
+class CallbackNonce(SQLModel, table=True):
+    """Nonces of signed callbacks already received (Plivo), with what they signed.
+
+    A nonce arriving again with another request is a replay of its signature over a forged
+    body (a V2 signature covers only the URL and the nonce) and is refused.
+    """
+
+    __tablename__ = "callback_nonces"
+    __table_args__ = (sa.Index("ix_callback_nonces_received", "received_at"),)
+
+    provider: str = Field(max_length=32, primary_key=True)
+    nonce: str = Field(max_length=255, primary_key=True)
+    #: SHA-256 (hex) of the method, URL and body the nonce first came with.
+    request_digest: str = Field(max_length=64)
+    received_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime(), nullable=False)
 
 
 class Alert(SQLModel, table=True):
@@ -182,7 +210,8 @@ class Alert(SQLModel, table=True):
 
 
 class EventOutbox(SQLModel, table=True):
-    """One row per audit row, written in the audit row's transaction (models.events).
+    """One row per audit row, written by a trigger on ``link_events`` in the audit row's
+    transaction (migration 0003; see models.events).
 
     Rows are consumed (fanned out to one delivery per URL, then deleted) by the delivery
     task, so the table holds only what has not been fanned out yet.
@@ -243,3 +272,30 @@ class MappingChange(SQLModel, table=True):
     to_status: str = Field(max_length=32)
     source: str = Field(max_length=16)
     recorded_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime(), nullable=False)
+
+
+class DashboardSession(SQLModel, table=True):
+    """A dashboard login. The cookie carries a random token; only its SHA-256 is stored here,
+    so logging out (deleting the row) ends the session even if the cookie is kept."""
+
+    __tablename__ = "dashboard_sessions"
+    __table_args__ = (sa.Index("ix_dashboard_sessions_expires", "expires_at"),)
+
+    #: SHA-256 (hex) of the token in the cookie.
+    id: str = Field(primary_key=True, max_length=64)
+    #: Which API_TOKEN opened it: rotating the token ends every session.
+    token_fingerprint: str = Field(max_length=64)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime(), nullable=False)
+    expires_at: datetime = Field(sa_type=UTCDateTime(), nullable=False)
+
+
+class LoginFailure(SQLModel, table=True):
+    """One failed dashboard login, kept for the throttle window (shared by every web worker)."""
+
+    __tablename__ = "login_failures"
+    __table_args__ = (sa.Index("ix_login_failures_client", "client", "failed_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    #: The client address (an IPv6 address's /64 network).
+    client: str = Field(max_length=64)
+    failed_at: datetime = Field(sa_type=UTCDateTime(), nullable=False)

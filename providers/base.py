@@ -15,6 +15,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from typing import ClassVar, Protocol
 
 import httpx
@@ -121,6 +122,16 @@ class CallbackEvent:
     provider_time: datetime | None = None
     reason: str | None = None
     ignore_reason: str | None = None
+    #: Every id the callback names the campaign by (Telnyx: ``campaignId`` and
+    #: ``tcrCampaignId``), ``campaign_id`` among them.
+    campaign_ids: tuple[str, ...] = ()
+
+    def campaign_for(self, link_campaign: str | None) -> str | None:
+        """The campaign as the link knows it: the link's own id when the callback names the
+        campaign by any of its ids, else ``campaign_id`` (then it is another campaign)."""
+        if link_campaign is not None and link_campaign in self.campaign_ids:
+            return link_campaign
+        return self.campaign_id
 
 
 class RateLimiter(Protocol):
@@ -148,6 +159,8 @@ class ProviderClient(ABC):
     batch_link: ClassVar[bool] = False
     #: Whether the provider moves a number to another campaign in one call (Telnyx PUT).
     supports_move: ClassVar[bool] = False
+    #: Records per page :meth:`list_campaign` asks for (the worker prices a listing with it).
+    page_size: int
 
     @abstractmethod
     def link(self, campaign_id: str, numbers: list[str]) -> list[NumberStatus]: ...
@@ -167,12 +180,31 @@ class ProviderClient(ABC):
         raise NotImplementedError(f"{self.name} cannot move a number in one call")
 
 
+class Trust(StrEnum):
+    """What a verified signature vouches for."""
+
+    #: The signature covers what the callback says: its body may be applied.
+    BODY = "body"
+    #: Only the sender is authentic (Plivo V2 signs the URL and nonce, not the body): the
+    #: callback is a hint to poll its number, and nothing in its body is applied.
+    SENDER = "sender"
+
+
 class CallbackHandler(ABC):
     name: ClassVar[str]
+    #: Request headers that carry signatures: stored as digests, never in clear (whoever
+    #: reads the inbox must not be able to replay them).
+    signature_headers: ClassVar[frozenset[str]] = frozenset()
 
     @abstractmethod
-    def verify(self, request: CallbackRequest, now: float | None = None) -> None:
-        """Raise :class:`VerificationError` unless the request is authentic. Never else."""
+    def verify(self, request: CallbackRequest, now: float | None = None) -> Trust:
+        """Raise :class:`VerificationError` unless the request is authentic; else say what
+        the signature vouches for. Never raises anything else."""
+
+    def nonce(self, request: CallbackRequest) -> str | None:
+        """The signature's single-use nonce, for providers whose signatures carry no time
+        (a nonce seen again with another request is refused). ``None``: nothing to check."""
+        return None
 
     @abstractmethod
     def parse(self, request: CallbackRequest) -> CallbackEvent:

@@ -6,6 +6,14 @@ family (:func:`perform`); one that classifies a non-2xx answer (:func:`raise_for
 safe JSON decoding (:func:`decode_json`). Nothing here retries: the worker retries with durable
 backoff, so one adapter call is one HTTP request.
 
+A provider's answer is hostile input too: the body is streamed and abandoned past
+:data:`MAX_RESPONSE_BYTES` (decoded, so a compressed bomb is stopped as well) with
+:class:`MalformedResponse`, and one request has :data:`REQUEST_DEADLINE` seconds in all — a
+server that drips a byte just inside each per-read timeout is cut off with a
+:class:`TemporaryProviderError`. The deadline is checked between body chunks and caps every
+per-phase timeout; before the headers are complete, each read is still bounded by the read
+timeout and the HTTP parser's header size limit (100 KiB).
+
 Retry hints: ``retry-after-ms`` (the Telnyx SDK's header), ``Retry-After`` (seconds or an
 HTTP-date) and Telnyx's ``x-ratelimit-reset`` (seconds until the window resets; a value that
 looks like an epoch timestamp is converted). Every hint is capped at :data:`MAX_RETRY_AFTER` so a
@@ -37,15 +45,17 @@ from .base import (
 )
 
 __all__ = [
+    "MAX_RECORDS_PER_PAGE",
+    "MAX_RESPONSE_BYTES",
     "MAX_RETRY_AFTER",
     "RATE_LIMITED_DEFAULT_PENALTY",
+    "REQUEST_DEADLINE",
     "TEMPORARY_STATUSES",
+    "check_page_size",
     "decode_json",
-    "e164_to_digits",
     "endpoint_name",
     "error_json",
     "error_text",
-    "is_e164",
     "make_http_client",
     "malformed",
     "parse_retry_after",
@@ -53,7 +63,6 @@ __all__ = [
     "raise_for_status",
     "ratelimit_reset",
     "retry_hint",
-    "wire_to_e164",
 ]
 
 #: Statuses worth retrying (the Telnyx SDK's policy, REFERENCE §6); plus every 5xx.
@@ -62,6 +71,13 @@ TEMPORARY_STATUSES = frozenset({408, 409, 429})
 MAX_RETRY_AFTER = 3600.0
 #: Penalty when a 429 carries no hint at all.
 RATE_LIMITED_DEFAULT_PENALTY = 1.0
+#: Largest response body read from a provider (decoded). A Telnyx page of 250 records or a
+#: Plivo page of numbers is well under 1 MiB; past this the answer is not one we asked for.
+MAX_RESPONSE_BYTES = 8 * 1024 * 1024
+#: Most records a listing page may hold, whatever page size was asked for.
+MAX_RECORDS_PER_PAGE = 1000
+#: Longest one request may take in all (connect, send, wait, read), in seconds.
+REQUEST_DEADLINE = 90.0
 #: How much of an error body goes into an exception message.
 _MAX_ERROR_TEXT = 500
 #: Methods after whose read timeout the request may have been carried out.
@@ -187,6 +203,7 @@ def perform_checked(
     not_linked_text: re.Pattern[str] | None = None,
     json_body: Any = None,
     params: Mapping[str, str | int] | None = None,
+    deadline: float = REQUEST_DEADLINE,
 ) -> httpx.Response:
     """:func:`perform`, then raise the provider error a non-2xx answer means.
 
@@ -194,7 +211,14 @@ def perform_checked(
     single-number call, or a message matching ``not_linked_text``, means NotLinked.
     """
     response = perform(
-        http, limiter, method, url, provider=provider, json_body=json_body, params=params
+        http,
+        limiter,
+        method,
+        url,
+        provider=provider,
+        json_body=json_body,
+        params=params,
+        deadline=deadline,
     )
     if not response.is_success:
         message, code = error_of(response)
@@ -221,6 +245,7 @@ def perform(
     provider: str,
     json_body: Any = None,
     params: Mapping[str, str | int] | None = None,
+    deadline: float = REQUEST_DEADLINE,
 ) -> httpx.Response:
     """Send one request through the limiter. Transport failures become provider errors.
 
@@ -229,14 +254,22 @@ def perform(
     what = f"{provider} {method} {url}"
     limiter.acquire()
     try:
-        response = _measured(http, method, url, provider, json_body=json_body, params=params)
+        response = _measured(
+            http, method, url, provider, json_body=json_body, params=params, deadline=deadline
+        )
+    except _TooLarge as exc:
+        raise MalformedResponse(
+            f"{what}: response body too large ({exc}); not read",
+            timed_out=method.upper() not in _IDEMPOTENT,
+        ) from exc
     except httpx.TimeoutException as exc:
         # A read/write timeout after the request left us: it may have been carried out.
         maybe_done = method.upper() not in _IDEMPOTENT and isinstance(
             exc, httpx.ReadTimeout | httpx.WriteTimeout
         )
+        detail = f": {exc}" if isinstance(exc, _DeadlinePassed) else ""
         raise TemporaryProviderError(
-            f"{what}: timed out ({type(exc).__name__})", timed_out=maybe_done
+            f"{what}: timed out ({type(exc).__name__}{detail})", timed_out=maybe_done
         ) from exc
     except (httpx.ReadError, httpx.RemoteProtocolError) as exc:
         # The connection broke after sending: same uncertainty as a read timeout.
@@ -260,9 +293,27 @@ def perform(
     return response
 
 
-#: A path segment kept as is in an endpoint name (words, ``v1``, ``10dlc``); any other
-#: segment (numbers, account and campaign ids) becomes ``{id}``.
-_ENDPOINT_WORD = re.compile(r"v[0-9]+|10dlc|[a-z_]+|[A-Z][a-z_]+")
+#: The fixed words of the provider API paths we call; every other segment (numbers, account
+#: and campaign ids) becomes ``{id}`` in an endpoint name. A list, not a pattern: a campaign
+#: id can look like a word (``acme``, ``Spring``), and a label must never carry one (customer
+#: data, unbounded). A path word missing here merely shows as ``{id}``.
+PATH_WORDS = frozenset(
+    {
+        "v1",
+        "v2",
+        "10dlc",
+        # Plivo: /v1/Account/{auth_id}/10dlc/Campaign/{campaign_id}/Number/{number}/
+        "Account",
+        "Campaign",
+        "Number",
+        # Telnyx: /v2/10dlc/phone_number_campaigns/{number}, /v2/10dlc/campaign/{id},
+        # /v2/10dlc/partner_campaigns/{tcr_id}, the legacy /v2/10dlc/phoneNumberCampaign
+        "phone_number_campaigns",
+        "phoneNumberCampaign",
+        "campaign",
+        "partner_campaigns",
+    }
+)
 
 
 def endpoint_name(method: str, url: str) -> str:
@@ -273,7 +324,7 @@ def endpoint_name(method: str, url: str) -> str:
     path = url.split("?", 1)[0]
     if "://" in path:
         path = "/" + path.split("://", 1)[1].partition("/")[2]
-    segments = [s if not s or _ENDPOINT_WORD.fullmatch(s) else "{id}" for s in path.split("/")]
+    segments = [s if not s or s in PATH_WORDS else "{id}" for s in path.split("/")]
     return f"{method.upper()} {'/'.join(segments)}"
 
 
@@ -285,13 +336,17 @@ def _measured(
     *,
     json_body: Any,
     params: Mapping[str, str | int] | None,
+    deadline: float,
 ) -> httpx.Response:
-    """``http.request`` counted and timed by provider, endpoint and result (/metrics)."""
+    """One request, read by :func:`_read_bounded`, counted and timed by provider, endpoint and
+    result (/metrics)."""
     endpoint = endpoint_name(method, url)
     result = "error"
     started = time.perf_counter()
     try:
-        response = http.request(method, url, json=json_body, params=params)
+        response = _read_bounded(
+            http, method, url, json_body=json_body, params=params, deadline=deadline
+        )
         result = status_class(response.status_code)
         return response
     except httpx.TimeoutException:
@@ -300,6 +355,71 @@ def _measured(
     finally:
         PROVIDER_LATENCY.labels(provider, endpoint).observe(time.perf_counter() - started)
         PROVIDER_REQUESTS.labels(provider, endpoint, result).inc()
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class _DeadlinePassed(httpx.ReadTimeout):
+    """The request as a whole took longer than its deadline (each read was in time)."""
+
+
+def _read_bounded(
+    http: httpx.Client,
+    method: str,
+    url: str,
+    *,
+    json_body: Any,
+    params: Mapping[str, str | int] | None,
+    deadline: float,
+) -> httpx.Response:
+    """Send, then stream the body: at most :data:`MAX_RESPONSE_BYTES`, within ``deadline``
+    seconds in all. Raises :class:`_TooLarge` or :class:`_DeadlinePassed`."""
+    ends_at = time.monotonic() + deadline
+    timeout = _capped_timeout(http.timeout, deadline)
+    request = http.build_request(method, url, json=json_body, params=params, timeout=timeout)
+    response = http.send(request, stream=True)
+    try:
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > MAX_RESPONSE_BYTES:
+            raise _TooLarge(f"declared {declared} bytes")
+        body = bytearray()
+        for chunk in response.iter_bytes():
+            body += chunk
+            if len(body) > MAX_RESPONSE_BYTES:
+                raise _TooLarge(f"more than {MAX_RESPONSE_BYTES} bytes")
+            if time.monotonic() > ends_at:
+                raise _DeadlinePassed(f"no complete answer within {deadline:g}s", request=request)
+    finally:
+        response.close()
+    # The body is already decoded: drop the headers that describe the wire encoding.
+    headers = [
+        (k, v)
+        for k, v in response.headers.multi_items()
+        if k.lower() not in ("content-encoding", "content-length", "transfer-encoding")
+    ]
+    return httpx.Response(
+        response.status_code,
+        headers=headers,
+        content=bytes(body),
+        request=request,
+        extensions={k: v for k, v in response.extensions.items() if k != "network_stream"},
+    )
+
+
+def _capped_timeout(timeout: httpx.Timeout, cap: float) -> httpx.Timeout:
+    """Every phase's timeout, none longer than ``cap`` (a phase without one gets ``cap``)."""
+
+    def capped(value: float | None) -> float:
+        return cap if value is None else min(value, cap)
+
+    return httpx.Timeout(
+        connect=capped(timeout.connect),
+        read=capped(timeout.read),
+        write=capped(timeout.write),
+        pool=capped(timeout.pool),
+    )
 
 
 def error_text(response: httpx.Response) -> str:
@@ -383,6 +503,18 @@ def decode_json(response: httpx.Response, *, provider: str, allow_empty: bool = 
         ) from exc
 
 
+def check_page_size(
+    response: httpx.Response, provider: str, records: list[Any], *, asked: int
+) -> list[Any]:
+    """The records of one listing page, or :class:`MalformedResponse` when the page holds more
+    than was asked for (or than :data:`MAX_RECORDS_PER_PAGE`): a provider may send fewer
+    records per page than asked, never more, and each record costs work downstream."""
+    limit = min(asked, MAX_RECORDS_PER_PAGE)
+    if len(records) > limit:
+        raise malformed(response, provider, f"{len(records)} records on a page of at most {limit}")
+    return records
+
+
 def malformed(response: httpx.Response, provider: str, problem: str) -> MalformedResponse:
     """An error for a 2xx answer that lacks what we need (after a mutating request it may
     still have been carried out, hence ``timed_out`` for non-GET)."""
@@ -392,31 +524,3 @@ def malformed(response: httpx.Response, provider: str, problem: str) -> Malforme
         status=response.status_code,
         timed_out=method not in _IDEMPOTENT,
     )
-
-
-# --- phone numbers: E.164 inside, each provider's format on the wire -----------------------
-
-_E164 = re.compile(r"\+[1-9][0-9]{7,14}")
-_DIGITS = re.compile(r"[1-9][0-9]{7,14}")
-
-
-def is_e164(number: object) -> bool:
-    return isinstance(number, str) and _E164.fullmatch(number) is not None
-
-
-def e164_to_digits(number: str) -> str:
-    """``+15551234567`` -> ``15551234567`` (Plivo's wire format). Raises ValueError."""
-    if not is_e164(number):
-        raise ValueError(f"not an E.164 number: {str(number)[:40]!r}")
-    return number[1:]
-
-
-def wire_to_e164(value: object) -> str:
-    """A provider's number (``15551234567`` or ``+15551234567``) as E.164. Raises ValueError."""
-    if isinstance(value, bool) or not isinstance(value, str | int):
-        raise ValueError(f"not a phone number: {str(value)[:40]!r}")
-    text = str(value).strip()
-    digits = text[1:] if text.startswith("+") else text
-    if _DIGITS.fullmatch(digits) is None:
-        raise ValueError(f"not a phone number: {text[:40]!r}")
-    return "+" + digits

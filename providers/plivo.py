@@ -15,7 +15,9 @@ Wire quirks kept here:
 * Callback field names and encoding are UNCONFIRMED: the parser is tolerant (form, JSON or GET
   query; lower-cased keys; aliases) and a poll confirms every callback.
 * Signatures: V3 (HMAC-SHA256 over URL + sorted params + nonce, several comma-separated values
-  allowed) with a V2 fallback (URL without query + nonce). Both reimplemented from the SDK
+  allowed) decides whenever any V3 header is present. V2 (URL without query + nonce) does not
+  sign the body: a callback verified by V2 alone, or by V3 computed without its body's params,
+  is trusted as a hint only (:class:`~providers.base.Trust`). Both reimplemented from the SDK
   (``plivo/utils/signature_v3.py``, ``plivo/utils/__init__.py``) and checked against its vectors.
 """
 
@@ -27,11 +29,13 @@ import hmac
 import json
 import re
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import parse_qs, quote, urlparse, urlunparse
 
 import httpx
 
+from models.numbers import InvalidNumber, is_e164, to_e164
 from models.statemachine import Direction, Signal
 
 from .base import (
@@ -46,19 +50,33 @@ from .base import (
     PermanentProviderError,
     ProviderClient,
     RateLimiter,
+    Trust,
     VerificationError,
 )
 from .http import (
     decode_json,
-    e164_to_digits,
     error_json,
     make_http_client,
     malformed,
     perform_checked,
-    wire_to_e164,
 )
+from .spec import ClientWiring, ProviderSpec
+
+if TYPE_CHECKING:
+    from common.settings import Settings
 
 NAME = "plivo"
+
+
+# --- numbers on the wire: digits without "+" (read back with models.numbers.to_e164) ------
+
+
+def e164_to_digits(number: str) -> str:
+    """``+15551234567`` -> ``15551234567``. Raises ValueError."""
+    if not is_e164(number):
+        raise InvalidNumber(f"not an E.164 number: {str(number)[:40]!r}")
+    return number[1:]
+
 
 # --- status tables (REFERENCE §8.1) -------------------------------------------------------
 
@@ -298,7 +316,9 @@ class PlivoClient(ProviderClient):
         raise malformed(response, NAME, f"the answer does not mention {number}")
 
     def list_campaign(self, campaign_id: str) -> list[NumberStatus]:
-        # No "meta" in the answer: page with limit/offset until a short page (REFERENCE §1.2).
+        # limit/offset paging (REFERENCE §1.2). Plivo's maximum ``limit`` is unconfirmed and it
+        # may answer fewer than we ask, so a short page is not the end: the total is
+        # (``meta.total_count``, else the sum of ``phone_numbers_summary``), or an empty page.
         seen: dict[str, NumberStatus] = {}
         offset = 0
         for _ in range(self.max_pages):
@@ -309,14 +329,18 @@ class PlivoClient(ProviderClient):
                 number_scoped=False,
             )
             page = self._entries(response, campaign_id)
+            if len(page) > self.page_size:
+                raise malformed(
+                    response, NAME, f"{len(page)} numbers on a page of {self.page_size}"
+                )
             new = [e for e in page if e.number not in seen]
             for entry in page:
                 seen[entry.number] = entry
-            total = _summary_total(response)
-            if len(page) < self.page_size or not new or (total is not None and len(seen) >= total):
-                # A short page ends the list, and so does reaching the total of
-                # phone_numbers_summary (no empty last page); a page of only known numbers
-                # means the provider ignores offset, and asking again would loop forever.
+            total = _list_total(response)
+            if not new or (total is not None and len(seen) >= total):
+                # An empty page ends the list, and so does reaching the total; a page of only
+                # known numbers means the provider ignores offset, and asking again would loop
+                # forever.
                 return list(seen.values())
             offset += len(page)
         raise MalformedResponse(
@@ -343,7 +367,7 @@ class PlivoClient(ProviderClient):
             if not isinstance(status, str):
                 raise malformed(response, NAME, "a number without a string 'status'")
             try:
-                number = wire_to_e164(item.get("number"))
+                number = to_e164(item.get("number"))
             except ValueError as exc:
                 raise malformed(response, NAME, str(exc)) from exc
             signal, direction = map_api_status(status)
@@ -364,12 +388,20 @@ class PlivoClient(ProviderClient):
 # --- signatures (REFERENCE §3) --------------------------------------------------------------
 
 
-def _summary_total(response: httpx.Response) -> int | None:
-    """Sum of ``phone_numbers_summary`` (counts per status), when the answer has one."""
+def _list_total(response: httpx.Response) -> int | None:
+    """How many numbers the campaign has: ``meta.total_count`` (Plivo's list shape elsewhere)
+    or the sum of ``phone_numbers_summary`` (counts per status); ``None`` when neither."""
     try:
-        summary = response.json().get("phone_numbers_summary")
-    except (ValueError, AttributeError):
+        body = response.json()
+    except ValueError:
         return None
+    if not isinstance(body, dict):
+        return None
+    meta = body.get("meta")
+    count = meta.get("total_count") if isinstance(meta, dict) else None
+    if isinstance(count, int) and not isinstance(count, bool):
+        return count
+    summary = body.get("phone_numbers_summary")
     if not isinstance(summary, dict) or not all(
         isinstance(v, int) and not isinstance(v, bool) for v in summary.values()
     ):
@@ -503,64 +535,83 @@ class PlivoCallbackHandler(CallbackHandler):
     """
 
     name: ClassVar[str] = NAME
+    signature_headers: ClassVar[frozenset[str]] = frozenset((*V3_HEADERS, *V2_HEADERS))
 
     def __init__(self, auth_tokens: list[str]) -> None:
         self.auth_tokens = [t for t in auth_tokens if t]
 
     # verify -----------------------------------------------------------------------------------
 
-    def verify(self, request: CallbackRequest, now: float | None = None) -> None:
+    def verify(self, request: CallbackRequest, now: float | None = None) -> Trust:
         try:
-            ok = self._verify(request)
+            return self._verify(request)
         except VerificationError:
             raise
         except Exception as exc:  # whatever the bytes, only VerificationError leaves
             raise VerificationError(f"plivo: cannot check signature: {type(exc).__name__}") from exc
-        if not ok:
-            raise VerificationError("plivo: no signature matches")
 
-    def _verify(self, request: CallbackRequest) -> bool:
+    def nonce(self, request: CallbackRequest) -> str | None:
+        """The nonce of the signature that decides (V3's when any V3 header is present)."""
+        headers = request.headers
+        if any(_get_header(headers, n) is not None for n in (*V3_HEADERS, V3_NONCE)):
+            return _get_header(headers, V3_NONCE)
+        return _get_header(headers, V2_NONCE)
+
+    def _verify(self, request: CallbackRequest) -> Trust:
+        """DESIGN §8: when any V3 header is present only V3 decides; V2 alone (it signs the
+        URL and nonce, not the body) vouches only for the sender."""
         if not self.auth_tokens:
             raise VerificationError("plivo: no auth token configured")
         headers = request.headers
         v3 = [h for h in (_get_header(headers, n) for n in V3_HEADERS) if h]
         v2 = [h for h in (_get_header(headers, n) for n in V2_HEADERS) if h]
+        v3_nonce = _get_header(headers, V3_NONCE)
+        v2_nonce = _get_header(headers, V2_NONCE)
         if not v3 and not v2:
             raise VerificationError("plivo: no signature header")
-        for value in (*v3, *v2, _get_header(headers, V3_NONCE), _get_header(headers, V2_NONCE)):
+        for value in (*v3, *v2, v3_nonce, v2_nonce):
             if value is not None and len(value) > _MAX_HEADER:
                 raise VerificationError("plivo: signature header too long")
         url = request.url
         if not isinstance(url, str):
             raise VerificationError("plivo: no callback URL")
-        v3_nonce = _get_header(headers, V3_NONCE)
-        if v3 and v3_nonce is not None:
+        if v3 or v3_nonce is not None:
+            if not v3 or v3_nonce is None:
+                raise VerificationError("plivo: incomplete V3 signature headers")
             method = "GET" if request.method.upper() == "GET" else "POST"
-            for params in self._param_candidates(request, method):
+            for params, trust in self._param_candidates(request, method):
                 for token in self.auth_tokens:
                     expected = compute_signature_v3(token, method, url, params, v3_nonce)
                     if any(_matches(expected, value) for value in v3):
-                        return True
-        v2_nonce = _get_header(headers, V2_NONCE)
-        if v2 and v2_nonce is not None:
-            for token in self.auth_tokens:
-                expected = compute_signature_v2(token, url, v2_nonce)
-                if any(_matches(expected, value) for value in v2):
-                    return True
-        return False
+                        return trust
+            raise VerificationError("plivo: V3 signature does not match")
+        if v2_nonce is None:
+            raise VerificationError("plivo: V2 signature without its nonce")
+        for token in self.auth_tokens:
+            expected = compute_signature_v2(token, url, v2_nonce)
+            if any(_matches(expected, value) for value in v2):
+                return Trust.SENDER
+        raise VerificationError("plivo: no signature matches")
 
     @staticmethod
-    def _param_candidates(request: CallbackRequest, method: str) -> list[dict[str, Any]]:
-        """The params Plivo may have signed. GET: none (the URL carries the query)."""
+    def _param_candidates(
+        request: CallbackRequest, method: str
+    ) -> list[tuple[dict[str, Any], Trust]]:
+        """The params Plivo may have signed, and what a signature over them vouches for.
+
+        GET, or POST without a body: the URL (with its query) is all there is, and V3 signs
+        it. A body signed as if it had no params is not covered: the sender only.
+        """
         if method == "GET" or not request.body.strip():
-            return [{}]
+            return [({}, Trust.BODY)]
         if _looks_like_json(request):
             data = _json_params(request.body)
             # JSON semantics are UNCONFIRMED: Plivo's example signs the parsed object;
-            # otherwise the body may be unsigned (like V2).
-            return [data, {}] if data else [{}]
+            # otherwise the body is unsigned (like V2).
+            candidates = [(data, Trust.BODY)] if data else []
+            return [*candidates, ({}, Trust.SENDER)]
         form = _form_params(request.body)
-        return [dict(form)] if form else [{}]
+        return [(dict(form), Trust.BODY)] if form else [({}, Trust.SENDER)]
 
     # parse ------------------------------------------------------------------------------------
 
@@ -645,7 +696,7 @@ class PlivoCallbackHandler(CallbackHandler):
         if "," in number_raw:
             raise CallbackParseError("plivo: callback names several numbers")
         try:
-            number = wire_to_e164(number_raw)
+            number = to_e164(number_raw)
         except ValueError as exc:
             raise CallbackParseError(f"plivo: {exc}") from exc
         campaign_id = self._scalar(fields, CAMPAIGN_KEYS, "campaign id")
@@ -662,3 +713,56 @@ class PlivoCallbackHandler(CallbackHandler):
             provider_time=None,  # Plivo sends no timestamp
             reason=reason,
         )
+
+
+# --- what the rest of dlcsync knows about Plivo ------------------------------------------
+
+
+@dataclass(frozen=True)
+class PlivoConfig:
+    auth_id: str
+    auth_token: str
+    api_url: str
+
+
+def plivo_config(settings: Settings) -> PlivoConfig | None:
+    """Enabled when both ``PLIVO_AUTH_ID`` and ``PLIVO_AUTH_TOKEN`` are set."""
+    token = settings.plivo_auth_token.get_secret_value() if settings.plivo_auth_token else ""
+    if not settings.plivo_auth_id or not token:
+        return None
+    return PlivoConfig(settings.plivo_auth_id, token, settings.plivo_api_url)
+
+
+def _client(config: PlivoConfig, wiring: ClientWiring) -> PlivoClient:
+    http = make_plivo_http(
+        config.api_url, config.auth_id, config.auth_token, transport=wiring.transport
+    )
+    return PlivoClient(
+        http,
+        config.auth_id,
+        wiring.callback_url,
+        limiter=wiring.limiter,
+        page_size=wiring.page_size,
+    )
+
+
+def _callback_handler(settings: Settings) -> PlivoCallbackHandler:
+    token = settings.plivo_auth_token.get_secret_value() if settings.plivo_auth_token else ""
+    return PlivoCallbackHandler([token] if token else [])
+
+
+SPEC: ProviderSpec[PlivoConfig] = ProviderSpec(
+    name=NAME,
+    env=("PLIVO_AUTH_ID", "PLIVO_AUTH_TOKEN"),
+    config=plivo_config,
+    rate_limit=lambda settings: settings.plivo_rate_limit_per_second,
+    # REFERENCE §1.2: the maximum is UNCONFIRMED; Plivo's other list APIs cap at 20.
+    page_size=20,
+    kept_headers=frozenset(
+        {"content-type", "user-agent", *V3_HEADERS, V3_NONCE, *V2_HEADERS, V2_NONCE}
+    ),
+    # We ask for POST, but the callback ``method`` is ours to choose: a GET is accepted too.
+    accepts_get=True,
+    callback_handler=_callback_handler,
+    client=_client,
+)

@@ -1,6 +1,9 @@
-"""Builds the provider adapters from :class:`~common.settings.Settings`.
+"""The providers dlcsync knows, registered in one place (:data:`SPECS`), and what is built
+from them.
 
-The only place in ``providers`` that reads settings: the adapter modules take plain values.
+Adding a provider: its module with a ``SPEC`` (:class:`~providers.spec.ProviderSpec`), its
+tests, and one line here. Every function takes ``specs`` so that tests can wire a registry of
+their own (a fake provider) through the same code paths.
 One pooled ``httpx.Client`` per provider account, built here once per process.
 """
 
@@ -11,19 +14,26 @@ from typing import TYPE_CHECKING
 
 import httpx
 
+from . import plivo, telnyx
 from .base import CallbackHandler, ProviderClient, RateLimiter
-from .plivo import PlivoCallbackHandler, PlivoClient, make_plivo_http
-from .telnyx import TelnyxCallbackHandler, TelnyxClient, make_telnyx_http
+from .spec import AnySpec
 
 if TYPE_CHECKING:
     from common.settings import Settings
 
-#: Where each provider's callbacks arrive, under ``PUBLIC_URL``.
-CALLBACK_PATHS: Mapping[str, str] = {"plivo": "/webhooks/plivo", "telnyx": "/webhooks/telnyx"}
+Specs = Mapping[str, AnySpec]
+
+SPECS: Specs = {spec.name: spec for spec in (plivo.SPEC, telnyx.SPEC)}
 
 
-def callback_url(settings: Settings, provider: str) -> str:
-    return settings.public_url.rstrip("/") + CALLBACK_PATHS[provider]
+def enabled_providers(settings: Settings, specs: Specs = SPECS) -> list[str]:
+    """The providers whose credentials are set, in registry order."""
+    return [name for name, spec in specs.items() if spec.enabled(settings)]
+
+
+def rate_limits(settings: Settings, specs: Specs = SPECS) -> dict[str, float]:
+    """Requests per second per provider account, for every known provider."""
+    return {name: spec.rate_limit(settings) for name, spec in specs.items()}
 
 
 def build_clients(
@@ -31,39 +41,20 @@ def build_clients(
     limiters: Mapping[str, RateLimiter] | None = None,
     *,
     transport: httpx.BaseTransport | None = None,
+    specs: Specs = SPECS,
 ) -> dict[str, ProviderClient]:
     """API clients for the enabled providers (``transport`` is for tests)."""
     limiters = limiters or {}
     clients: dict[str, ProviderClient] = {}
-    if settings.plivo_enabled and settings.plivo_auth_id and settings.plivo_auth_token:
-        http = make_plivo_http(
-            settings.plivo_api_url,
-            settings.plivo_auth_id,
-            settings.plivo_auth_token.get_secret_value(),
-            transport=transport,
-        )
-        clients["plivo"] = PlivoClient(
-            http,
-            settings.plivo_auth_id,
-            callback_url(settings, "plivo"),
-            limiter=limiters.get("plivo"),
-        )
-    if settings.telnyx_enabled and settings.telnyx_api_key is not None:
-        http = make_telnyx_http(
-            settings.telnyx_api_url,
-            settings.telnyx_api_key.get_secret_value(),
-            transport=transport,
-        )
-        clients["telnyx"] = TelnyxClient(http, limiter=limiters.get("telnyx"))
+    for name, spec in specs.items():
+        client = spec.build_client(settings, limiter=limiters.get(name), transport=transport)
+        if client is not None:
+            clients[name] = client
     return clients
 
 
-def build_callback_handlers(settings: Settings) -> dict[str, CallbackHandler]:
-    """Callback handlers for both providers. Without credentials a handler refuses everything
-    (a Plivo handler with no token, a Telnyx handler with no public key), so a stray callback
-    gets a clear 403 instead of a 404."""
-    token = settings.plivo_auth_token.get_secret_value() if settings.plivo_auth_token else ""
-    return {
-        "plivo": PlivoCallbackHandler([token] if token else []),
-        "telnyx": TelnyxCallbackHandler(settings.telnyx_public_key),
-    }
+def build_callback_handlers(settings: Settings, specs: Specs = SPECS) -> dict[str, CallbackHandler]:
+    """Callback handlers for every known provider. Without credentials a handler refuses
+    everything (a Plivo handler with no token, a Telnyx handler with no public key), so a
+    stray callback gets a clear 401 instead of a 404."""
+    return {name: spec.callback_handler(settings) for name, spec in specs.items()}

@@ -11,30 +11,43 @@ Wire quirks kept here:
   alias); numbers are E.164 with the ``+`` percent-encoded in paths (``%2B``).
 * Single-object answers are the bare ``PhoneNumberCampaign`` per the spec, but Telnyx's guides
   read ``result["data"]``: both are accepted. ``assignmentStatus`` falls back to ``status``.
-* The list pages with ``page``/``recordsPerPage`` and ``filter[telnyx_campaign_id]``; the SDK's
-  own paginator stops too early (it compares the page number with ``totalRecords``), so we stop
-  on an empty or short page or when ``page * recordsPerPage >= totalRecords``.
+* The list pages with ``page``/``recordsPerPage``. Its filter depends on the campaign id: the
+  spec declares ``filter[telnyx_campaign_id]`` ``format: uuid``, so a campaign shared with us by
+  another CSP, known by its TCR id (``C4X7Q2A``), is listed with ``filter[tcr_campaign_id]``
+  (REFERENCE §12; the spec is vendored in ``sandbox/specs/``, whose sandbox refuses what it
+  refuses). We page until ``totalRecords`` records came or a page is empty, never stopping on
+  a short page alone: Telnyx may cap ``recordsPerPage`` below what we ask. (The SDK's own
+  paginator compares the page number with ``totalRecords``.)
 * Errors are ``{"errors": [{"code", "title", "detail"}]}``; rate limits come as
   ``x-ratelimit-*`` headers.
 * Webhooks: Ed25519 over ``f"{telnyx-timestamp}|{raw body}"``, 300 s window either way.
+  Phone-number events name the campaign in ``campaignId`` (the Telnyx UUID) and, for
+  ``STATUS_UPDATE``, ``tcrCampaignId`` too: both are kept, and the link's own id wins
+  (:meth:`~providers.base.CallbackEvent.campaign_for`). Campaign events come to the same URL,
+  wrapped (``10dlc.campaign.update``) or flat (the spec's ``campaignStatusUpdate``, no ``data``):
+  they are valid and not about numbers, so they are ignored, never refused.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 import re
 import time
+import uuid
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote
 
 import httpx
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from models.numbers import is_e164
 from models.statemachine import Direction, Signal
 
 from .base import (
@@ -48,16 +61,20 @@ from .base import (
     PermanentProviderError,
     ProviderClient,
     RateLimiter,
+    Trust,
     VerificationError,
 )
 from .http import (
     decode_json,
     error_json,
-    is_e164,
     make_http_client,
     malformed,
     perform_checked,
 )
+from .spec import ClientWiring, ProviderSpec
+
+if TYPE_CHECKING:
+    from common.settings import Settings
 
 NAME = "telnyx"
 PATH = "/v2/10dlc/phone_number_campaigns"
@@ -186,6 +203,22 @@ def _telnyx_error(response: httpx.Response) -> tuple[str | None, str | None]:
     return (text[:500] or None), (str(code)[:40] if isinstance(code, str | int) else None)
 
 
+def is_uuid(value: str) -> bool:
+    """Telnyx's own campaign ids are UUIDs; anything else is a TCR id (a shared campaign)."""
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    # uuid.UUID also takes braces, URNs and undashed hex; the spec's ``format: uuid`` does not.
+    return len(value) == 36 and all(value[i] == "-" for i in (8, 13, 18, 23))
+
+
+def campaign_filter(campaign_id: str) -> dict[str, str]:
+    """The list filter for a campaign: its Telnyx UUID, or the TCR id of a shared campaign."""
+    key = "filter[telnyx_campaign_id]" if is_uuid(campaign_id) else "filter[tcr_campaign_id]"
+    return {key: campaign_id}
+
+
 def _path(number: str) -> str:
     if not is_e164(number):
         raise PermanentProviderError(f"telnyx: not an E.164 number: {str(number)[:40]!r}")
@@ -275,13 +308,17 @@ class TelnyxClient(ProviderClient):
         return self._record(response, to_campaign, number, default=Direction.LINK)
 
     def list_campaign(self, campaign_id: str) -> list[NumberStatus]:
+        return self._list(campaign_filter(campaign_id), campaign_id)
+
+    def _list(self, filters: Mapping[str, str], campaign_id: str) -> list[NumberStatus]:
         seen: dict[str, NumberStatus] = {}
+        received = 0
         for page in range(1, self.max_pages + 1):
             response = self._call(
                 "GET",
                 PATH,
                 params={
-                    "filter[telnyx_campaign_id]": campaign_id,
+                    **filters,
                     "page": page,
                     "recordsPerPage": self.page_size,
                     # Oldest first: numbers added while we page land at the end.
@@ -289,31 +326,38 @@ class TelnyxClient(ProviderClient):
                 },
                 number_scoped=False,
             )
-            body = decode_json(response, provider=NAME)
-            if isinstance(body, dict) and isinstance(body.get("data"), dict):
-                body = body["data"]
-            if not isinstance(body, dict):
-                raise malformed(response, NAME, "expected a JSON object")
-            records = body.get("records")
-            if records is None and isinstance(body.get("data"), list):
-                records = body["data"]
-            if not isinstance(records, list):
-                raise malformed(response, NAME, "'records' is missing or not a list")
-            total = body.get("totalRecords")
-            if total is None and isinstance(body.get("meta"), dict):
-                total = body["meta"].get("total_results")
-            if total is not None and (isinstance(total, bool) or not isinstance(total, int)):
-                raise malformed(response, NAME, "'totalRecords' is not an integer")
+            records, total = self._page(response)
             for item in records:
                 status = self._parse_record(response, item, campaign_id, None)
                 seen[status.number] = status
-            if len(records) < self.page_size or (
-                total is not None and page * self.page_size >= total
-            ):
+            received += len(records)
+            if not records or (total is not None and received >= total):
                 return list(seen.values())
         raise MalformedResponse(
             f"telnyx: campaign {campaign_id} has more than {self.max_pages} pages; giving up"
         )
+
+    def _page(self, response: httpx.Response) -> tuple[list[Any], int | None]:
+        """One ``PhoneNumberCampaignPaginated``: its records (never more than we asked for)
+        and ``totalRecords`` (``meta.total_results`` in the guides' shape)."""
+        body = decode_json(response, provider=NAME)
+        if isinstance(body, dict) and isinstance(body.get("data"), dict):
+            body = body["data"]
+        if not isinstance(body, dict):
+            raise malformed(response, NAME, "expected a JSON object")
+        records = body.get("records")
+        if records is None and isinstance(body.get("data"), list):
+            records = body["data"]
+        if not isinstance(records, list):
+            raise malformed(response, NAME, "'records' is missing or not a list")
+        if len(records) > self.page_size:
+            raise malformed(response, NAME, f"{len(records)} records on a page of {self.page_size}")
+        total = body.get("totalRecords")
+        if total is None and isinstance(body.get("meta"), dict):
+            total = body["meta"].get("total_results")
+        if total is not None and (isinstance(total, bool) or not isinstance(total, int)):
+            raise malformed(response, NAME, "'totalRecords' is not an integer")
+        return records, total
 
     def _record(
         self,
@@ -455,6 +499,31 @@ def _reasons(value: object) -> str | None:
     return joined[:_MAX_FIELD] or None
 
 
+def _optional_text(value: object) -> str | None:
+    if isinstance(value, str) and value.strip() and len(value) <= _MAX_FIELD:
+        return value.strip()
+    return None
+
+
+def _body_key(body: bytes) -> str:
+    """A dedupe key for events that carry no id: the same body is the same event."""
+    return "sha256:" + hashlib.sha256(body).hexdigest()
+
+
+def _campaign_status_update(document: Mapping[str, Any], body: bytes) -> CallbackEvent:
+    """The spec's ``campaignStatusUpdate`` callback: a flat body without ``data`` (campaign
+    ``type``/``status``, REFERENCE §12). About a campaign, not a number: ignored."""
+    kind = _optional_text(document.get("type")) or "campaign status update"
+    status = _optional_text(document.get("status"))
+    shown = f"{kind}:{status}" if status else kind
+    return CallbackEvent(
+        dedupe_key=_body_key(body),
+        relevant=False,
+        provider_status=shown[:100],
+        ignore_reason=f"campaign status update {shown[:100]!r} is not about a phone number",
+    )
+
+
 class TelnyxCallbackHandler(CallbackHandler):
     """Verifies and parses Telnyx 10DLC webhooks.
 
@@ -463,6 +532,7 @@ class TelnyxCallbackHandler(CallbackHandler):
     """
 
     name: ClassVar[str] = NAME
+    signature_headers: ClassVar[frozenset[str]] = frozenset({SIGNATURE_HEADER})
 
     def __init__(
         self,
@@ -483,7 +553,8 @@ class TelnyxCallbackHandler(CallbackHandler):
             except ValueError as exc:
                 self.key_error = str(exc)
 
-    def verify(self, request: CallbackRequest, now: float | None = None) -> None:
+    def verify(self, request: CallbackRequest, now: float | None = None) -> Trust:
+        """Ed25519 over timestamp and body: a valid signature vouches for the body."""
         try:
             if self.key is None:
                 raise VerificationError(f"telnyx: {self.key_error}")
@@ -507,6 +578,7 @@ class TelnyxCallbackHandler(CallbackHandler):
             raise VerificationError(
                 f"telnyx: cannot check signature: {type(exc).__name__}"
             ) from exc
+        return Trust.BODY
 
     def parse(self, request: CallbackRequest) -> CallbackEvent:
         try:
@@ -521,12 +593,17 @@ class TelnyxCallbackHandler(CallbackHandler):
             document = json.loads(request.body.decode("utf-8"))
         except (ValueError, RecursionError) as exc:
             raise CallbackParseError("telnyx: webhook body is not JSON") from exc
-        if not isinstance(document, dict) or not isinstance(document.get("data"), dict):
+        if not isinstance(document, dict):
+            raise CallbackParseError("telnyx: webhook body is not a JSON object")
+        if "data" not in document:
+            return _campaign_status_update(document, request.body)
+        if not isinstance(document.get("data"), dict):
             raise CallbackParseError("telnyx: webhook without a 'data' object")
         data = document["data"]
-        event_id = _text(data.get("id"), "data.id")
         event_type = data.get("event_type")
         if event_type != PHONE_NUMBER_EVENT:
+            # 10dlc.campaign.update, 10dlc.brand.update: signed, valid, not about numbers.
+            event_id = _optional_text(data.get("id")) or _body_key(request.body)
             shown = str(event_type)[:100]
             return CallbackEvent(
                 dedupe_key=event_id,
@@ -535,6 +612,7 @@ class TelnyxCallbackHandler(CallbackHandler):
                 provider_status=shown,
                 ignore_reason=f"event type {shown!r} is not about phone number assignment",
             )
+        event_id = _text(data.get("id"), "data.id")
         payload = data.get("payload")
         if not isinstance(payload, dict):
             raise CallbackParseError("telnyx: phone number event without a payload")
@@ -551,7 +629,15 @@ class TelnyxCallbackHandler(CallbackHandler):
         if not is_e164(number):
             raise CallbackParseError(f"telnyx: invalid payload.phoneNumber {str(number)[:40]!r}")
         number = str(number)
-        campaign_id = _text(payload.get("campaignId"), "payload.campaignId")
+        ids = tuple(
+            dict.fromkeys(
+                _text(payload[key], f"payload.{key}")
+                for key in ("campaignId", "tcrCampaignId")
+                if payload.get(key) is not None
+            )
+        )
+        if not ids:
+            raise CallbackParseError("telnyx: missing payload.campaignId")
         status = _text(payload.get("status"), "payload.status")
         occurred = data.get("occurred_at")
         provider_time = parse_time(occurred)
@@ -562,7 +648,8 @@ class TelnyxCallbackHandler(CallbackHandler):
             dedupe_key=event_id,
             relevant=True,
             number=number,
-            campaign_id=campaign_id,
+            campaign_id=ids[0],
+            campaign_ids=ids,
             provider_status=f"{kind}:{status}",
             signal=signal,
             direction=direction,
@@ -570,3 +657,37 @@ class TelnyxCallbackHandler(CallbackHandler):
             provider_time=provider_time,
             reason=_reasons(payload.get("reasons")),
         )
+
+
+# --- what the rest of dlcsync knows about Telnyx -----------------------------------------
+
+
+@dataclass(frozen=True)
+class TelnyxConfig:
+    api_key: str
+    api_url: str
+
+
+def telnyx_config(settings: Settings) -> TelnyxConfig | None:
+    """Enabled when ``TELNYX_API_KEY`` is set (the public key only verifies webhooks)."""
+    key = settings.telnyx_api_key.get_secret_value() if settings.telnyx_api_key else ""
+    return TelnyxConfig(key, settings.telnyx_api_url) if key else None
+
+
+def _client(config: TelnyxConfig, wiring: ClientWiring) -> TelnyxClient:
+    http = make_telnyx_http(config.api_url, config.api_key, transport=wiring.transport)
+    return TelnyxClient(http, limiter=wiring.limiter, page_size=wiring.page_size)
+
+
+SPEC: ProviderSpec[TelnyxConfig] = ProviderSpec(
+    name=NAME,
+    env=("TELNYX_API_KEY",),
+    config=telnyx_config,
+    rate_limit=lambda settings: settings.telnyx_rate_limit_per_second,
+    # Nothing in the spec caps recordsPerPage (REFERENCE §12); the sandbox allows 100.
+    page_size=100,
+    kept_headers=frozenset({"content-type", "user-agent", TIMESTAMP_HEADER, SIGNATURE_HEADER}),
+    accepts_get=False,
+    callback_handler=lambda settings: TelnyxCallbackHandler(settings.telnyx_public_key),
+    client=_client,
+)

@@ -4,7 +4,6 @@ small requests per second)."""
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import hmac
 import json
@@ -24,7 +23,8 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.routing import Map, RequestRedirect, Rule
 from werkzeug.wrappers import Request, Response
 
-from sandbox.callbacks import Dispatcher, tcr_campaign_id
+from sandbox import telnyx_spec
+from sandbox.callbacks import Dispatcher, is_shared_campaign, tcr_campaign_id
 from sandbox.config import ConfigError, SandboxConfig
 from sandbox.events import EventReceiver
 from sandbox.signing import TelnyxSigner
@@ -41,6 +41,8 @@ from sandbox.state import (
 
 TELNYX_BRAND_ID = "7ba705b7-22af-493f-addc-ac04b7ca071c"
 TELNYX_TCR_BRAND_ID = "BSANDBX"
+#: The brand of the other CSP that shares its campaigns with the sandbox account.
+TELNYX_PARTNER_TCR_BRAND_ID = "BPARTNR"
 _NANP = re.compile(r"^1[2-9]\d{9}$")
 _TELNYX_PATHS = ("phone_number_campaigns", "phoneNumberCampaign")
 
@@ -112,6 +114,7 @@ class Sandbox:
 
     def __init__(self, config: SandboxConfig) -> None:
         config.validate()
+        telnyx_spec.load()
         self._initial = config.copy()
         self._cfg = config.copy()
         self._cfg_lock = threading.Lock()
@@ -460,6 +463,12 @@ class Sandbox:
             )
             self._count(provider, endpoint, method, str(cfg.error_5xx_status))
             return self._respond(reply)
+        if provider == "telnyx":
+            violation = telnyx_spec.check(request)
+            if violation is not None:
+                # Refused as Telnyx refuses what its published spec does not allow.
+                self._count(provider, endpoint, method, str(violation.status))
+                return self._respond(_Reply(violation.status, violation.body(), extra))
         hang = faulty and self._chance(cfg.hang_ratio)
         try:
             handler = getattr(self, "_" + endpoint.replace(".", "_"))
@@ -590,6 +599,8 @@ class Sandbox:
             return self._error("plivo", 400, f"limit should be between 1 and {cfg.plivo_max_limit}")
         if offset < 0:
             return self._error("plivo", 400, "offset should be >= 0")
+        if cfg.plivo_page_cap:  # a provider that serves fewer numbers than asked
+            limit = min(limit, cfg.plivo_page_cap)
         recs = self.carrier.campaign_records("plivo", cid)
         summary: dict[str, int] = {}
         for r in recs:
@@ -668,15 +679,18 @@ class Sandbox:
 
     # ---- Telnyx ----
     def _telnyx_record(self, rec: Record) -> dict[str, Any]:
+        # A campaign id that is not a UUID is the TCR id of a campaign shared with the account
+        # by another CSP: its records carry that id as campaignId and no Telnyx ids (REFERENCE §12).
+        shared = is_shared_campaign(rec.campaign_id)
         out: dict[str, Any] = {
             "phoneNumber": rec.number,
             "campaignId": rec.campaign_id,
             "createdAt": _telnyx_time(rec.created_at),
             "updatedAt": _telnyx_time(rec.updated_at),
-            "brandId": TELNYX_BRAND_ID,
-            "tcrBrandId": TELNYX_TCR_BRAND_ID,
+            "brandId": "" if shared else TELNYX_BRAND_ID,
+            "tcrBrandId": TELNYX_PARTNER_TCR_BRAND_ID if shared else TELNYX_TCR_BRAND_ID,
             "tcrCampaignId": tcr_campaign_id(rec.campaign_id),
-            "telnyxCampaignId": rec.campaign_id,
+            "telnyxCampaignId": "" if shared else rec.campaign_id,
             "assignmentStatus": self._status_of(rec),
         }
         if rec.status in (LINK_FAILED, UNLINK_FAILED) and rec.failure_reason:
@@ -750,15 +764,16 @@ class Sandbox:
                 f"page must be >= 1 and recordsPerPage between 1 and "
                 f"{cfg.telnyx_max_records_per_page}",
             )
-        campaign = (
-            q.get("filter[telnyx_campaign_id]")
-            or q.get("filter[campaignId]")
-            or q.get("filter[campaign_id]")
-        )
+        # The guides' filter[campaignId] is not in the spec (accepted: unknown keys are).
+        campaign = q.get("filter[campaignId]") or q.get("filter[campaign_id]")
         recs = self.carrier.campaign_records("telnyx", campaign)
+        telnyx_id = q.get("filter[telnyx_campaign_id]")
+        if telnyx_id:
+            recs = [r for r in recs if not is_shared_campaign(r.campaign_id)]
+            recs = [r for r in recs if r.campaign_id.lower() == telnyx_id.lower()]
         tcr = q.get("filter[tcr_campaign_id]")
         if tcr:
-            recs = [r for r in recs if tcr in (r.campaign_id, tcr_campaign_id(r.campaign_id))]
+            recs = [r for r in recs if tcr_campaign_id(r.campaign_id) == tcr]
         sort = q.get("sort", "-createdAt")
         field = sort.lstrip("-")
         keys: dict[str, Callable[[Record], Any]] = {
@@ -769,6 +784,8 @@ class Sandbox:
         if field not in keys:
             return self._error("telnyx", 400, f"unsupported sort {sort!r}", pointer="/sort")
         recs.sort(key=keys[field], reverse=sort.startswith("-"))
+        if cfg.telnyx_page_cap:  # a provider that serves fewer records than asked
+            per_page = min(per_page, cfg.telnyx_page_cap)
         start = (page - 1) * per_page
         return _Reply(
             200,
@@ -932,7 +949,3 @@ def _parse_since(value: Any) -> datetime | None:
             raise ConfigError("since must be an ISO 8601 time or unix seconds") from exc
         return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
     raise ConfigError("since must be an ISO 8601 time or unix seconds")
-
-
-def basic_auth(user: str, password: str) -> str:
-    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()

@@ -109,7 +109,21 @@ def telnyx_envelope(event: Event, payload: dict[str, Any], url: str) -> dict[str
     }
 
 
+def is_shared_campaign(campaign: str) -> bool:
+    """Telnyx's own campaigns have UUIDs (the spec's ``format: uuid``); any other id is the TCR
+    id of a campaign another CSP shares with the account."""
+    try:
+        uuid.UUID(campaign)
+    except ValueError:
+        return True
+    return len(campaign) != 36 or any(campaign[i] != "-" for i in (8, 13, 18, 23))
+
+
 def tcr_campaign_id(campaign: str) -> str:
+    """The TCR id of a campaign: a shared campaign is known by it; an own campaign gets a
+    stable made-up one."""
+    if is_shared_campaign(campaign):
+        return campaign
     return "C" + format(zlib.crc32(campaign.encode()), "08X")[:6]
 
 

@@ -45,6 +45,10 @@ class SandboxConfig:
     # --- list paging ---
     plivo_max_limit: int = 20
     telnyx_max_records_per_page: int = 100
+    # Serve at most this many per page whatever was asked (0: as asked): a provider that caps
+    # ``limit``/``recordsPerPage`` below the request, so a short page is not the last one.
+    plivo_page_cap: int = 0
+    telnyx_page_cap: int = 0
     # --- callbacks ---
     callbacks_enabled: bool = True
     telnyx_webhook_url: str | None = None
@@ -147,6 +151,8 @@ class SandboxConfig:
             "telnyx_callback_retries",
             "callback_reorder_window",
             "retry_after",
+            "plivo_page_cap",
+            "telnyx_page_cap",
         ):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0")

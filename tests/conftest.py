@@ -33,6 +33,9 @@ TABLES = (
     "link_events",
     "inbox",
     "links",
+    "callback_nonces",
+    "dashboard_sessions",
+    "login_failures",
 )
 
 hypothesis_settings.register_profile("ci", deadline=None, print_blob=True)

@@ -1,9 +1,11 @@
-"""The JSON API under ``/api/v1`` (DESIGN §4) and its OpenAPI document.
+"""The JSON API under ``/api/v1`` (DESIGN §4); spectree makes its OpenAPI document.
 
-Each view is declared once with :func:`operation`: its method, rule, the pydantic models of
-its path, query and body (:mod:`webhooks.schemas`) and its answers. The declaration both
-validates the request before the view runs and describes the operation in
-``GET /api/v1/openapi.json``, so the document cannot drift from what the views accept.
+One view function per operation: a Flask route, ``@api.validate`` with its answers
+(:func:`answers`) and its operation id, its query and body models (:mod:`webhooks.schemas`) as
+the annotated ``query``/``json`` parameters, and its docstring as summary and description.
+spectree validates the query and body before the view runs and documents the same models in
+``GET /api/v1/openapi.json``, so the document cannot drift from what the views accept. Path
+values (provider, number, campaign id) are validated in the view with the path models.
 
 Answers: 200/202 with the documented shape; 400 invalid input (with what was wrong),
 401 missing or wrong bearer token (always, when ``API_TOKEN`` is unset), 404 unknown
@@ -16,21 +18,22 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
+import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import sqlalchemy as sa
 import structlog
-from flask import Blueprint, request
+from flask import Blueprint, Flask, current_app, request
 from pydantic import BaseModel, ValidationError
-from pydantic.json_schema import models_json_schema
+from spectree import Response, SecurityScheme, SecuritySchemeData, SpecTree
+from spectree.models import SecureType
 from sqlmodel import Session
 
-from models import history, summary
-from models.batch import Entry, link_numbers, unlink_numbers
+from models import history, reports
+from models.batch import Entry, NumberResult, link_numbers, unlink_numbers
 from models.db import transaction
-from models.links import ConcurrentChange, load
+from models.links import ConcurrentChange, load, retry_concurrent
 from models.numbers import InvalidNumber, to_e164_us
 from models.statemachine import Source, State
 from webhooks.auth import authorized
@@ -59,8 +62,6 @@ PREFIX = "/api/v1"
 bp = Blueprint("api", __name__, url_prefix=PREFIX)
 log = structlog.get_logger(__name__)
 
-#: A request that lost a race with the worker is retried this many times before a 503.
-ATTEMPTS = 3
 #: Ids are BIGINT at most; a larger cursor would overflow the database parameter.
 MAX_ID = 2**63 - 1
 
@@ -71,80 +72,17 @@ class ApiError(Exception):
         self.status, self.code, self.message = status, code, message
 
 
-# --- declaring operations ------------------------------------------------------------------
+# --- checks around every view --------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Operation:
-    method: str
-    rule: str
-    summary: str
-    ok: tuple[int, type[BaseModel]]
-    path: type[BaseModel] | None = None
-    query: type[BaseModel] | None = None
-    body: type[BaseModel] | None = None
-    public: bool = False
-    description: str = ""
-    errors: Mapping[int, str] = field(default_factory=dict)
-
-    @property
-    def summary_id(self) -> str:
-        return self.summary.lower().replace(" ", "_").replace("'", "")
-
-
-#: Every operation of the API, in the order the document lists them.
-OPERATIONS: list[Operation] = []
-
-ERRORS = {
-    400: "invalid request (the message says what)",
-    401: "missing or wrong bearer token, or API_TOKEN unset",
-    503: "database unavailable; retry",
-}
-
-
-def operation(
-    method: str,
-    rule: str,
-    summary: str,
-    ok: tuple[int, type[BaseModel]],
-    *,
-    path: type[BaseModel] | None = None,
-    query: type[BaseModel] | None = None,
-    body: type[BaseModel] | None = None,
-    public: bool = False,
-    description: str = "",
-    errors: Mapping[int, str] | None = None,
-) -> Callable[[Callable[..., BaseModel]], Callable[..., BaseModel]]:
-    """Register a view under ``rule`` that gets validated ``path``/``query``/``body`` models
-    as keyword arguments and returns the ``ok`` model."""
-    op = Operation(
-        method, rule, summary, ok, path, query, body, public, description, dict(errors or {})
-    )
-    OPERATIONS.append(op)
-
-    def register(view: Callable[..., BaseModel]) -> Callable[..., BaseModel]:
-        @functools.wraps(view)
-        def endpoint(**path_args: str) -> tuple[Any, int]:
-            if not op.public and not authorized(
-                request.headers.get("Authorization"), services().settings.api_token
-            ):
-                raise ApiError(401, "unauthorized", "missing or invalid bearer token")
-            kwargs: dict[str, BaseModel] = {}
-            if op.path is not None:
-                kwargs["path"] = _validated(op.path, path_args, "path")
-            if op.query is not None:
-                kwargs["query"] = _validated(op.query, request.args.to_dict(), "query")
-            if op.body is not None:
-                kwargs["body"] = _json_body(op.body)
-            result = view(**kwargs)
-            return result.model_dump(mode="json"), op.ok[0]
-
-        bp.add_url_rule(
-            rule, op.summary_id, endpoint, methods=[method], provide_automatic_options=False
-        )
-        return view
-
-    return register
+@bp.before_request
+def _require_token() -> tuple[Any, int] | None:
+    """Before anything else (a request without the token learns nothing about its input)."""
+    if request.endpoint == "api.openapi":
+        return None
+    if not authorized(request.headers.get("Authorization"), services().settings.api_token):
+        return error(401, "unauthorized", "missing or invalid bearer token")
+    return None
 
 
 def _problems(exc: ValidationError, where: str) -> str:
@@ -155,21 +93,63 @@ def _problems(exc: ValidationError, where: str) -> str:
     return f"invalid {where}: " + "; ".join(parts)
 
 
-def _validated(model: type[BaseModel], data: Mapping[str, Any], where: str) -> BaseModel:
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        raise ApiError(400, f"invalid_{where}", _problems(exc, where)) from None
-
-
-def _json_body(model: type[BaseModel]) -> BaseModel:
-    if not request.is_json:
+def _validated_input(
+    _req: Any, _resp: Any, problem: Exception | None, _instance: Any, _adapter: Any
+) -> None:
+    """spectree's hook after it validated the query and body: our answers instead of its 422."""
+    meta = api.get_function_metadata(current_app.view_functions[request.endpoint or ""])
+    body_model = meta.json if meta is not None else None
+    if body_model is not None and not request.is_json:
         raise ApiError(415, "unsupported_media_type", "send the body as application/json")
-    raw = request.get_data(cache=True)  # 413 past MAX_CONTENT_LENGTH
+    if isinstance(problem, ValidationError):
+        where = "body" if problem.title == body_model else "query"
+        raise ApiError(400, f"invalid_{where}", _problems(problem, where))
+
+
+def _path(model: type[BaseModel], **values: str) -> Any:
+    """Path values, validated like the query and body (spectree validates only those)."""
     try:
-        return model.model_validate_json(raw)
+        return model.model_validate(values)
     except ValidationError as exc:
-        raise ApiError(400, "invalid_body", _problems(exc, "body")) from None
+        raise ApiError(400, "invalid_path", _problems(exc, "path")) from None
+
+
+api = SpecTree(
+    "flask",
+    mode="strict",  # the document lists the views validated here, nothing else of the app
+    title="dlcsync API",
+    version="1",
+    description=(__doc__ or "").strip(),
+    validation_error_status=400,
+    validation_error_model=ErrorResponse,
+    naming_strategy=lambda model: model.__name__,
+    nested_naming_strategy=lambda _parent, child: child,
+    security_schemes=[
+        SecurityScheme(
+            name="bearerAuth", data=SecuritySchemeData(type=SecureType.HTTP, scheme="bearer")
+        )
+    ],
+    security={"bearerAuth": []},
+    before=_validated_input,
+)
+
+#: What any operation may answer besides its own result.
+ERRORS = {
+    400: "invalid request (the message says what)",
+    401: "missing or wrong bearer token, or API_TOKEN unset",
+    503: "database unavailable; retry",
+}
+NOT_FOUND = {404: "number not known to dlcsync"}
+
+
+def answers(
+    status: int, model: type[BaseModel], errors: Mapping[int, str] | None = None
+) -> Response:
+    """The documented answers of an operation: its result, :data:`ERRORS` and ``errors``."""
+    described = {
+        f"HTTP_{code}": (ErrorResponse, why) for code, why in {**ERRORS, **(errors or {})}.items()
+    }
+    return Response(**{f"HTTP_{status}": model}, **described)
 
 
 @bp.errorhandler(ApiError)
@@ -192,7 +172,7 @@ def _concurrent(exc: ConcurrentChange) -> tuple[Any, int]:
 
 
 def _configured(provider: str) -> str:
-    if provider not in services().settings.enabled_providers():
+    if not services().specs[provider].enabled(services().settings):
         raise ApiError(400, "provider_not_configured", f"provider {provider} is not configured")
     return provider
 
@@ -238,83 +218,68 @@ def _read_session() -> Session:
 
 # --- the operations ------------------------------------------------------------------------
 
-NOT_FOUND = {404: "number not known to dlcsync"}
 
-
-@operation(
-    "POST",
-    "/links",
-    "Request links",
-    (202, LinkResults),
-    body=LinkRequest,
-    description=(
-        "Ask dlcsync to link numbers to a campaign. One result per number, in input order: "
-        "accepted, or rejected with a reason (e.g. not a valid US number). Idempotent: "
-        "asking again for what is already requested or linked creates no new generation."
+@bp.post("/links", provide_automatic_options=False)
+@api.validate(
+    resp=answers(
+        202,
+        LinkResults,
+        {413: "body larger than 256 KiB", 415: "body is not application/json"},
     ),
-    errors={413: "body larger than 256 KiB", 415: "body is not application/json"},
+    operation_id="request_links",
 )
-def request_links(body: LinkRequest) -> LinkResults:
-    provider = _configured(body.provider)
-    entries = [Entry(raw, line=i) for i, raw in enumerate(body.numbers)]
-    for attempt in range(1, ATTEMPTS + 1):
-        try:
-            with transaction(services().engine) as session:
-                results = link_numbers(
-                    session, provider, body.campaign_id, entries, source=Source.API
-                )
-            break
-        except ConcurrentChange:
-            if attempt == ATTEMPTS:
-                raise
-    return LinkResults(
-        results=[
-            NumberResultOut(number=r.number, accepted=r.accepted, reason=r.reason) for r in results
-        ]
-    )
+def request_links(json: LinkRequest) -> tuple[LinkResults, int]:
+    """Request links
+
+    Ask dlcsync to link numbers to a campaign. One result per number, in input order:
+    accepted, or rejected with a reason (e.g. not a valid US number). Idempotent: asking
+    again for what is already requested or linked creates no new generation.
+    """
+    provider = _configured(json.provider)
+    entries = [Entry(raw, line=i) for i, raw in enumerate(json.numbers)]
+
+    def record() -> list[NumberResult]:
+        with transaction(services().engine) as session:
+            return link_numbers(session, provider, json.campaign_id, entries, source=Source.API)
+
+    out = [
+        NumberResultOut(number=r.number, accepted=r.accepted, reason=r.reason)
+        for r in retry_concurrent(record)
+    ]
+    return LinkResults(results=out), 202
 
 
-@operation(
-    "DELETE",
-    "/links/<provider>/<number>",
-    "Request unlink",
-    (202, NumberResultOut),
-    path=LinkPath,
-    description=(
-        "Ask dlcsync to unlink a number. A number already unlinked (or being unlinked) "
-        "answers 202 and changes nothing; a number dlcsync does not know answers 404."
-    ),
-    errors=NOT_FOUND,
-)
-def request_unlink(path: LinkPath) -> NumberResultOut:
+@bp.delete("/links/<provider>/<number>", provide_automatic_options=False)
+@api.validate(resp=answers(202, NumberResultOut, NOT_FOUND), operation_id="request_unlink")
+def request_unlink(provider: str, number: str) -> tuple[NumberResultOut, int]:
+    """Request unlink
+
+    Ask dlcsync to unlink a number. A number already unlinked (or being unlinked) answers
+    202 and changes nothing; a number dlcsync does not know answers 404.
+    """
+    path: LinkPath = _path(LinkPath, provider=provider, number=number)
     provider = _configured(path.provider)
     number = _number(path.number)
-    for attempt in range(1, ATTEMPTS + 1):
-        try:
-            with transaction(services().engine) as session:
-                (result,) = unlink_numbers(
-                    session, provider, [Entry(number, line=0)], source=Source.API
-                )
-            break
-        except ConcurrentChange:
-            if attempt == ATTEMPTS:
-                raise
+
+    def record() -> list[NumberResult]:
+        with transaction(services().engine) as session:
+            return unlink_numbers(session, provider, [Entry(number, line=0)], source=Source.API)
+
+    (result,) = retry_concurrent(record)
     if not result.accepted:
         raise ApiError(404, "not_found", f"{number} is not managed by dlcsync at {provider}")
-    return NumberResultOut(number=result.number, accepted=True, reason=result.reason)
+    return NumberResultOut(number=result.number, accepted=True, reason=result.reason), 202
 
 
-@operation(
-    "GET",
-    "/links",
-    "List links",
-    (200, LinkPage),
-    query=LinkListQuery,
-    description="Links in a stable order; pass `next_cursor` back as `cursor` for the next page.",
-)
+@bp.get("/links", provide_automatic_options=False)
+@api.validate(resp=answers(200, LinkPage), operation_id="list_links")
 def list_links(query: LinkListQuery) -> LinkPage:
+    """List links
+
+    Links in a stable order; pass `next_cursor` back as `cursor` for the next page.
+    """
     with _read_session() as session:
-        rows = summary.list_links(
+        rows = reports.links_page(
             session,
             provider=query.provider,
             campaign_id=query.campaign_id,
@@ -326,21 +291,21 @@ def list_links(query: LinkListQuery) -> LinkPage:
     return LinkPage(items=[LinkOut.of(link) for link in items], next_cursor=cursor)
 
 
-@operation(
-    "GET",
-    "/links/<provider>/<number>",
-    "Get link",
-    (200, LinkOut),
-    path=LinkPath,
-    query=LinkQuery,
-    description=(
-        "The current link, or with `as_of` the state dlcsync had recorded at that time "
-        "(404 before the first request). `as_of` must carry a timezone; naive times are "
-        "refused with 400."
+@bp.get("/links/<provider>/<number>", provide_automatic_options=False)
+@api.validate(
+    resp=answers(
+        200, LinkOut, {404: "number not known to dlcsync, or not yet requested at `as_of`"}
     ),
-    errors={404: "number not known to dlcsync, or not yet requested at `as_of`"},
+    operation_id="get_link",
 )
-def get_link(path: LinkPath, query: LinkQuery) -> LinkOut:
+def get_link(provider: str, number: str, query: LinkQuery) -> LinkOut:
+    """Get link
+
+    The current link, or with `as_of` the state dlcsync had recorded at that time (404
+    before the first request). `as_of` must carry a timezone; naive times are refused
+    with 400.
+    """
+    path: LinkPath = _path(LinkPath, provider=provider, number=number)
     provider = _configured(path.provider)
     number = _number(path.number)
     with _read_session() as session:
@@ -357,17 +322,14 @@ def get_link(path: LinkPath, query: LinkQuery) -> LinkOut:
     return LinkOut.of(link)
 
 
-@operation(
-    "GET",
-    "/links/<provider>/<number>/history",
-    "Link history",
-    (200, AuditPage),
-    path=LinkPath,
-    query=PageQuery,
-    description="The number's audit rows, oldest first.",
-    errors=NOT_FOUND,
-)
-def link_history(path: LinkPath, query: PageQuery) -> AuditPage:
+@bp.get("/links/<provider>/<number>/history", provide_automatic_options=False)
+@api.validate(resp=answers(200, AuditPage, NOT_FOUND), operation_id="link_history")
+def link_history(provider: str, number: str, query: PageQuery) -> AuditPage:
+    """Link history
+
+    The number's audit rows, oldest first.
+    """
+    path: LinkPath = _path(LinkPath, provider=provider, number=number)
     provider = _configured(path.provider)
     number = _number(path.number)
     after = decode_cursor(query.cursor)
@@ -381,39 +343,38 @@ def link_history(path: LinkPath, query: PageQuery) -> AuditPage:
     return AuditPage(items=[AuditRow.of(row) for row in items], next_cursor=cursor)
 
 
-@operation(
-    "GET",
-    "/campaigns/<provider>/<campaign_id>/summary",
-    "Campaign summary",
-    (200, CampaignSummary),
-    path=CampaignPath,
-    description="How many of the campaign's numbers are in each state (every state listed).",
-    errors={404: "no such route (e.g. a `/` in the campaign id)"},
+@bp.get("/campaigns/<provider>/<campaign_id>/summary", provide_automatic_options=False)
+@api.validate(
+    resp=answers(200, CampaignSummary, {404: "no such route (e.g. a `/` in the campaign id)"}),
+    operation_id="campaign_summary",
 )
-def campaign_summary(path: CampaignPath) -> CampaignSummary:
+def campaign_summary(provider: str, campaign_id: str) -> CampaignSummary:
+    """Campaign summary
+
+    How many of the campaign's numbers are in each state (every state listed).
+    """
+    path: CampaignPath = _path(CampaignPath, provider=provider, campaign_id=campaign_id)
     provider = _configured(path.provider)
     with _read_session() as session:
-        counts = summary.campaign_counts(session, provider, path.campaign_id)
+        rows = reports.state_counts(session, provider=provider, campaign_id=path.campaign_id)
+    found = {row.state: row.count for row in rows}
+    counts = {state.value: found.get(state.value, 0) for state in State}
     return CampaignSummary(
         provider=provider,
         campaign_id=path.campaign_id,
-        counts=Counts(**{state.value: counts[state] for state in State}),
+        counts=Counts(**counts),
         total=sum(counts.values()),
     )
 
 
-@operation(
-    "GET",
-    "/events",
-    "List events",
-    (200, AuditPage),
-    query=EventQuery,
-    description=(
-        "Audit rows of all numbers in id order, recorded in [`since`, `until`), optionally "
-        "only those moving to `state`, of one provider or campaign."
-    ),
-)
+@bp.get("/events", provide_automatic_options=False)
+@api.validate(resp=answers(200, AuditPage), operation_id="list_events")
 def list_events(query: EventQuery) -> AuditPage:
+    """List events
+
+    Audit rows of all numbers in id order, recorded in [`since`, `until`), optionally only
+    those moving to `state`, of one provider or campaign.
+    """
     with _read_session() as session:
         rows = history.events(
             session,
@@ -437,105 +398,38 @@ def openapi() -> tuple[Any, int]:
     return openapi_document(), 200
 
 
+class Operation(NamedTuple):
+    method: str
+    path: str
+
+
+def operations() -> list[Operation]:
+    """Every operation of the document (the auth tests check they cover them all)."""
+    paths = openapi_document()["paths"]
+    return [Operation(method.upper(), path) for path, ops in paths.items() for method in ops]
+
+
+#: Path values are validated in the views; the document shows the path models' rules.
+PATH_MODELS = (LinkPath, CampaignPath)
+
+
 @functools.cache
 def openapi_document() -> dict[str, Any]:
-    """The OpenAPI 3.1 document of :data:`OPERATIONS`, built from their pydantic models."""
-    inputs = {m for op in OPERATIONS for m in (op.path, op.query, op.body) if m is not None}
-    outputs = {op.ok[1] for op in OPERATIONS} | {ErrorResponse}
-    _, top = models_json_schema(
-        [(m, "validation") for m in sorted(inputs, key=lambda m: m.__name__)]
-        + [(m, "serialization") for m in sorted(outputs, key=lambda m: m.__name__)],
-        ref_template="#/components/schemas/{model}",
-    )
-    defs: dict[str, Any] = top.get("$defs", {})
-    paths: dict[str, dict[str, Any]] = {}
-    for op in OPERATIONS:
-        oa_path = PREFIX + op.rule.replace("<", "{").replace(">", "}")
-        parameters = []
-        if op.path is not None:
-            parameters += _parameters(defs[op.path.__name__], "path")
-        if op.query is not None:
-            parameters += _parameters(defs[op.query.__name__], "query")
-        spec: dict[str, Any] = {
-            "operationId": op.summary_id,
-            "summary": op.summary,
-            "description": op.description,
-            "parameters": parameters,
-            "responses": _responses(op),
-        }
-        if op.body is not None:
-            spec["requestBody"] = {
-                "required": True,
-                "content": {"application/json": {"schema": _ref(op.body)}},
-            }
-        paths.setdefault(oa_path, {})[op.method.lower()] = spec
-    paths[PREFIX + "/openapi.json"] = {
-        "get": {
-            "operationId": "openapi",
-            "summary": "This document",
-            "security": [],
-            "responses": {"200": {"description": "OpenAPI 3.1", "content": _json({})}},
-        }
+    """The OpenAPI 3.1 document of this blueprint's views, as spectree builds it (on an app of
+    its own, so that it is the same without a request and in any app)."""
+    app = Flask(__name__)
+    app.register_blueprint(bp)
+    with app.app_context():
+        document: dict[str, Any] = json.loads(json.dumps(api.spec))  # a copy, plain JSON
+    rules = {
+        name: schema
+        for model in PATH_MODELS
+        for name, schema in model.model_json_schema()["properties"].items()
     }
-    for model in inputs:  # inlined as parameters / body above; bodies stay referenced
-        if model is not LinkRequest:
-            defs.pop(model.__name__, None)
-    return {
-        "openapi": "3.1.0",
-        "info": {
-            "title": "dlcsync API",
-            "version": "1",
-            "description": (__doc__ or "").strip(),
-        },
-        "paths": paths,
-        "components": {
-            "schemas": defs,
-            "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}},
-        },
-        "security": [{"bearerAuth": []}],
-    }
-
-
-def _ref(model: type[BaseModel]) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{model.__name__}"}
-
-
-def _json(schema: dict[str, Any]) -> dict[str, Any]:
-    return {"application/json": {"schema": schema}}
-
-
-def _responses(op: Operation) -> dict[str, Any]:
-    status, model = op.ok
-    answers: dict[str, Any] = {str(status): {"description": "OK", "content": _json(_ref(model))}}
-    for code, why in {**ERRORS, **op.errors}.items():
-        answers[str(code)] = {"description": why, "content": _json(_ref(ErrorResponse))}
-    return dict(sorted(answers.items()))
-
-
-def _parameters(schema: dict[str, Any], where: str) -> list[dict[str, Any]]:
-    """OpenAPI parameters from a model's JSON schema (a query value is never ``null``)."""
-    required = set(schema.get("required", ()))
-    params = []
-    for name, prop in schema.get("properties", {}).items():
-        prop = dict(prop)
-        options = prop.pop("anyOf", None)
-        if options is not None:
-            non_null = [o for o in options if o.get("type") != "null"]
-            if len(non_null) == 1:
-                prop = {**non_null[0], **prop}
-            else:
-                prop["anyOf"] = non_null
-        if prop.get("default", 0) is None:
-            del prop["default"]
-        prop.pop("title", None)
-        description = prop.pop("description", None)
-        param: dict[str, Any] = {
-            "name": name,
-            "in": where,
-            "required": where == "path" or name in required,
-            "schema": prop,
-        }
-        if description:
-            param["description"] = description
-        params.append(param)
-    return params
+    for operation in (op for ops in document["paths"].values() for op in ops.values()):
+        for param in operation["parameters"]:
+            if param["in"] == "path" and param["name"] in rules:
+                schema = {k: v for k, v in rules[param["name"]].items() if k != "title"}
+                param["description"] = schema.pop("description", param["description"])
+                param["schema"] = schema
+    return document

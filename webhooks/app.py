@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import structlog
@@ -12,9 +13,9 @@ from werkzeug.exceptions import HTTPException
 from common.logs import bind_request_id, request_id_from
 from common.settings import Settings
 from models.db import make_engine
+from webhooks.auth import check_api_token
 from webhooks.publisher import BatchPublisher
-from webhooks.services import MAX_BODY_BYTES, Services, error
-from worker.celery_app import PROCESS_INBOX
+from webhooks.services import MAX_BODY_BYTES, Services, error, refuse_long_unsized_body
 
 #: Taken from the caller (when sane) or generated; bound to every log line; echoed back.
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -24,38 +25,32 @@ log = structlog.get_logger(__name__)
 
 def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     settings = settings or Settings()
+    check_api_token(settings.api_token)  # raises ConfigurationError: the process stops
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
 
-    from providers.registry import build_callback_handlers
+    from providers.registry import SPECS, build_callback_handlers
 
-    celery = None
-    if "enqueue" not in overrides or "broker_ping" not in overrides:
-        from worker.celery_app import create_celery, enqueue
+    enqueue: Callable[..., None] | None = overrides.pop("enqueue", None)
+    broker_ping: Callable[[], None] | None = overrides.pop("broker_ping", None)
+    if enqueue is None or broker_ping is None:
+        from worker import celery_app
 
-        celery = create_celery(settings)
+        celery = celery_app.create_celery(settings)
+        enqueue = enqueue or partial(celery_app.enqueue, celery)
+        broker_ping = broker_ping or partial(celery_app.ping, celery)
 
-        def _enqueue(name: str, *args: Any) -> None:
-            enqueue(celery, name, *args)
-
-        def _ping() -> None:
-            with celery.connection_for_write() as conn:
-                conn.ensure_connection(max_retries=0, timeout=1)
-
-        overrides.setdefault("enqueue", _enqueue)
-        overrides.setdefault("broker_ping", _ping)
-
-    enqueue_fn: Callable[..., None] = overrides.pop("enqueue")
+    specs = overrides.pop("specs", SPECS)
     app.extensions["dlcsync"] = Services(
         settings=settings,
         # No pre-ping per checkout: a dead connection fails the request with a 503 (the
         # provider retries) and the pool replaces it; the ping cost a round trip per webhook.
         engine=overrides.pop("engine", None)
         or make_engine(settings.database_url, pool_pre_ping=False),
-        handlers=overrides.pop("handlers", None) or build_callback_handlers(settings),
-        enqueue=enqueue_fn,
-        broker_ping=overrides.pop("broker_ping"),
-        publisher=BatchPublisher(lambda ids: enqueue_fn(PROCESS_INBOX, ids)),
+        specs=specs,
+        handlers=overrides.pop("handlers", None) or build_callback_handlers(settings, specs),
+        broker_ping=broker_ping,
+        publisher=BatchPublisher(enqueue),
     )
 
     from webhooks.api import bp as api_bp
@@ -74,6 +69,8 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     def _bind_request_id() -> None:
         g.request_id = request_id_from(request.headers.get(REQUEST_ID_HEADER))
         bind_request_id(g.request_id)
+
+    app.before_request(refuse_long_unsized_body)
 
     @app.after_request
     def _return_request_id(response: Response) -> Response:

@@ -5,34 +5,45 @@ their reasons; transitions per hour as an inline SVG chart), ``/number?number=``
 links and audit timeline), ``/login`` and ``/logout``.
 
 Auth is the API's: the login form takes ``API_TOKEN`` (compared with
-:func:`hmac.compare_digest`) and sets a signed session cookie. The session key is an HMAC of
-a constant with the token, so changing ``API_TOKEN`` logs everyone out. Without
-``API_TOKEN`` every page refuses with 403 and says why. Login and logout are POST forms
-carrying a per-session CSRF token; the cookie is HttpOnly and SameSite=Lax.
+:func:`hmac.compare_digest`). A login opens a server-side session (:mod:`models.logins`) whose
+random token travels in a cookie signed with ``SECRET_KEY`` — a setting of its own, never
+derived from ``API_TOKEN``. Logging out deletes the session, so a copied cookie is worthless
+afterwards; a session also ends when ``API_TOKEN`` changes (it remembers a fingerprint of the
+token). Failed logins are counted per client address in the database (shared by every web
+worker): past :data:`models.logins.MAX_FAILURES` within the window, every login from that
+address is refused with 429, right token or not, until the window has passed.
 
-Every query is a plain function of :mod:`models.reports` and :mod:`models.history`.
+Without ``API_TOKEN`` or ``SECRET_KEY`` every page refuses with 403 and says which is missing
+(without ``SECRET_KEY`` the API still works). Login and logout are POST forms carrying a
+per-session CSRF token; the cookie is HttpOnly, SameSite=Lax, and Secure when ``PUBLIC_URL``
+is https.
+
+Every query is a plain function of :mod:`models.reports`, :mod:`models.problems` and
+:mod:`models.history`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import re
+import ipaddress
 import secrets
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import wraps
-from typing import Any, TypeVar, cast
+from typing import Any, Literal, TypeVar, cast
 from urllib.parse import urlsplit
 
 from flask import Blueprint, abort, redirect, render_template, request, session, url_for
 from flask.blueprints import BlueprintSetupState
 from sqlmodel import Session
 
-from models import alerts, history, mapping, reports
-from models.numbers import InvalidNumber, to_e164_us
+from models import history, logins, mapping, reports
+from models.alerts import outbox as alerts
+from models.db import transaction
+from models.numbers import InvalidNumber, lookup_e164
+from models.problems import Problem, problem_counts, problem_links
 from models.statemachine import PENDING, State
 from models.tables import utcnow
 from webhooks.services import services
@@ -47,24 +58,18 @@ SESSION_SECONDS = 12 * 3600
 PROBLEM_LIMIT = 200
 CAMPAIGN_LIMIT = 500
 CHART_HOURS = 24
-_KEY_LABEL = b"dlcsync dashboard session key v1"
-_LOOSE_NUMBER = re.compile(r"\+?[1-9][0-9]{7,14}")
-
-
-def session_key(api_token: str) -> str:
-    """The Flask ``SECRET_KEY``: derived from the token, so rotating it ends every session."""
-    return hmac.new(api_token.encode(), _KEY_LABEL, hashlib.sha256).hexdigest()
 
 
 @bp.record_once
 def _configure(state: BlueprintSetupState) -> None:
     app = state.app
-    token = app.extensions["dlcsync"].settings.api_token
-    if token is not None and token.get_secret_value() and not app.config.get("SECRET_KEY"):
-        app.config["SECRET_KEY"] = session_key(token.get_secret_value())
+    settings = app.extensions["dlcsync"].settings
+    if settings.secret_key is not None:
+        app.config["SECRET_KEY"] = settings.secret_key.get_secret_value()
     app.config["SESSION_COOKIE_NAME"] = "dlcsync_session"
     app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
     app.config["SESSION_COOKIE_HTTPONLY"] = True
+    app.config["SESSION_COOKIE_SECURE"] = settings.public_url_is_https
     app.config["PERMANENT_SESSION_LIFETIME"] = timedelta(seconds=SESSION_SECONDS)
 
 
@@ -73,17 +78,43 @@ def _api_token() -> str:
     return token.get_secret_value() if token is not None else ""
 
 
-def _refused() -> tuple[str, int]:
-    return render_template("dashboard/refused.html"), 403
+def _missing_setting() -> str | None:
+    """The setting whose absence closes the dashboard, if any."""
+    if not _api_token():
+        return "API_TOKEN"
+    if services().settings.secret_key is None:
+        return "SECRET_KEY"
+    return None
+
+
+def _refused(missing: str) -> tuple[str, int]:
+    return render_template("dashboard/refused.html", missing=missing), 403
+
+
+def _token_fingerprint() -> str:
+    """Which API_TOKEN a session was opened with (keyed, so the table does not leak it)."""
+    secret_key = services().settings.secret_key
+    key = secret_key.get_secret_value() if secret_key is not None else ""
+    return hmac.new(key.encode(), _api_token().encode(), hashlib.sha256).hexdigest()
+
+
+def client_key(address: str | None) -> str:
+    """Whom failed logins are counted against: the address (an IPv6 address's /64)."""
+    try:
+        ip = ipaddress.ip_address(address or "")
+    except ValueError:
+        return "unknown"
+    if ip.version == 6:
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
 
 
 def _logged_in() -> bool:
-    since = session.get("login_at")
-    return (
-        session.get("auth") is True
-        and isinstance(since, int | float)
-        and time.time() - since < SESSION_SECONDS
-    )
+    sid = session.get("sid")
+    if not isinstance(sid, str):
+        return False
+    with Session(services().engine) as db:
+        return logins.session_is_open(db, sid, token_fingerprint=_token_fingerprint(), now=utcnow())
 
 
 def _csrf_token() -> str:
@@ -103,9 +134,12 @@ def _csrf_ok() -> bool:
 
 
 def _safe_next(target: str | None) -> str:
-    """Only local paths: never redirect to another site after login."""
+    """Only local paths: never redirect to another site after login. Control characters
+    (CR/LF would split the Location header) are a 400, not a 503."""
     if not target:
         return url_for("dashboard.index")
+    if any(ord(c) < 32 or ord(c) == 127 for c in target):
+        abort(400, "the next parameter holds control characters")
     parts = urlsplit(target)
     if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
         return url_for("dashboard.index")
@@ -115,8 +149,8 @@ def _safe_next(target: str | None) -> str:
 def login_required(view: F) -> F:
     @wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        if not _api_token():
-            return _refused()
+        if missing := _missing_setting():
+            return _refused(missing)
         if not _logged_in():
             return redirect(url_for("dashboard.login", next=request.full_path.rstrip("?")))
         return view(*args, **kwargs)
@@ -142,40 +176,75 @@ def _no_store(response: Any) -> Any:
 
 @bp.route("/login", methods=["GET", "POST"])
 def login() -> Any:
-    if not _api_token():
-        return _refused()
+    if missing := _missing_setting():
+        return _refused(missing)
     error = None
     status = 200
     if request.method == "POST":
-        given = request.form.get("token", "")
         if not _csrf_ok():
             error, status = "The form expired; please try again.", 400
-        elif hmac.compare_digest(given.encode("utf-8", "surrogateescape"), _api_token().encode()):
-            session.clear()
-            session.permanent = True
-            session["auth"] = True
-            session["login_at"] = int(time.time())
-            session["csrf"] = secrets.token_urlsafe(32)  # a fresh token after login
-            return redirect(_safe_next(request.form.get("next")))
         else:
-            error, status = "Wrong token.", 401
-    return (
-        render_template(
-            "dashboard/login.html",
-            csrf=_csrf_token(),
-            next=_safe_next(request.values.get("next")),
-            error=error,
-        ),
-        status,
+            outcome, sid = _check_login(
+                request.form.get("token", ""), client_key(request.remote_addr)
+            )
+            if outcome == "wrong":
+                error, status = "Wrong token.", 401
+            elif outcome == "throttled":
+                error, status = _throttled_message(), 429
+            else:
+                session.clear()
+                session.permanent = True
+                session["sid"] = sid
+                session["csrf"] = secrets.token_urlsafe(32)  # a fresh token after login
+                return redirect(_safe_next(request.form.get("next")))
+    page = render_template(
+        "dashboard/login.html",
+        csrf=_csrf_token(),
+        next=_safe_next(request.values.get("next")),
+        error=error,
     )
+    headers = {"Retry-After": str(int(logins.FAILURE_WINDOW.total_seconds()))}
+    return page, status, headers if status == 429 else {}
+
+
+def _check_login(given: str, client: str) -> tuple[Literal["ok", "wrong", "throttled"], str]:
+    """``("ok", new session token)``, ``("wrong", "")`` or ``("throttled", "")``.
+
+    The throttle is checked first: while it holds, even the right token is refused, or it
+    would not slow down guessing at all.
+    """
+    now = utcnow()
+    with transaction(services().engine) as db:
+        if logins.is_throttled(db, client, now=now):
+            return "throttled", ""
+        if not hmac.compare_digest(given.encode("utf-8", "surrogateescape"), _api_token().encode()):
+            logins.record_failure(db, client, now=now)
+            return "wrong", ""
+        logins.clear_failures(db, client)
+        sid = logins.open_session(
+            db,
+            token_fingerprint=_token_fingerprint(),
+            lifetime=timedelta(seconds=SESSION_SECONDS),
+            now=now,
+        )
+        return "ok", sid
+
+
+def _throttled_message() -> str:
+    minutes = int(logins.FAILURE_WINDOW.total_seconds() // 60)
+    return f"Too many failed logins from your address; try again in {minutes} minutes."
 
 
 @bp.post("/logout")
 def logout() -> Any:
-    if not _api_token():
-        return _refused()
+    if missing := _missing_setting():
+        return _refused(missing)
     if not _csrf_ok():
         abort(400, "missing or wrong CSRF token")
+    sid = session.get("sid")
+    if isinstance(sid, str):
+        with transaction(services().engine) as db:
+            logins.close_session(db, sid)
     session.clear()
     return redirect(url_for("dashboard.login"))
 
@@ -199,10 +268,10 @@ def index() -> Any:
     stuck_after = timedelta(seconds=svc.settings.stuck_after_seconds)
     with Session(svc.engine) as db:
         counts = reports.state_counts(db)
-        problems, problem_total = reports.problem_links(
+        problems, problem_total = problem_links(
             db, stuck_after=stuck_after, limit=PROBLEM_LIMIT, now=now
         )
-        kind_counts = reports.problem_counts(db, stuck_after=stuck_after, now=now)
+        kind_counts = problem_counts(db, stuck_after=stuck_after, now=now)
         buckets = reports.transitions_per_hour(db, hours=CHART_HOURS, now=now)
         attention_alerts = {
             kind: list(alerts.recent_alerts(db, since=now - ATTENTION_WINDOW, kind=kind, limit=20))
@@ -217,7 +286,7 @@ def index() -> Any:
         for (p, cid), per_state in sorted(rows.items())
     ]
     totals = {s.value: sum(r.counts.get(s.value, 0) for r in campaigns) for s in State}
-    by_kind: dict[str, list[reports.Problem]] = {"failed": [], "stuck": [], "drifted": []}
+    by_kind: dict[str, list[Problem]] = {"failed": [], "stuck": [], "drifted": []}
     for problem in problems:
         by_kind.setdefault(problem.kind, []).append(problem)
     return render_template(
@@ -245,17 +314,6 @@ ATTENTION_ALERT_KINDS = ("campaign_failing", "campaign_empty", "carrier_mapping_
 ATTENTION_WINDOW = timedelta(days=30)
 
 
-def normalise_number(raw: str) -> str:
-    """E.164 from what a person typed (``(202) 555-0143``, ``12025550143``...)."""
-    try:
-        return to_e164_us(raw)
-    except InvalidNumber:
-        compact = re.sub(r"[\s().-]", "", raw)
-        if _LOOSE_NUMBER.fullmatch(compact):
-            return compact if compact.startswith("+") else "+" + compact
-        raise
-
-
 @bp.get("/number")
 @login_required
 def number() -> Any:
@@ -264,7 +322,7 @@ def number() -> Any:
     if not raw:
         return redirect(url_for("dashboard.index"))
     try:
-        e164 = normalise_number(raw)
+        e164 = lookup_e164(raw)
     except InvalidNumber as exc:
         return (
             render_template(

@@ -1,7 +1,9 @@
 """``POST /webhooks/<provider>``: verify, parse, store in the inbox, commit, enqueue, 200.
 
-The view is thin: the provider's handler verifies and parses; the inbox stores; a worker
-applies. The answer codes are the contract of DESIGN §4.
+The view is thin: the provider's handler verifies and parses; the inbox stores the request
+and what was parsed (:mod:`providers.delivery`); a worker applies. The answer codes are the
+contract of DESIGN §4: 401 also for a signature nonce replayed over another request, 400
+also for text no database can store (NUL, a lone surrogate), never 503 for either.
 """
 
 from __future__ import annotations
@@ -16,26 +18,19 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from common import crashpoints
 from common.metrics import WEBHOOK_DELIVERIES, WEBHOOK_OUTCOME_BY_STATUS
 from models.db import transaction
-from models.inbox import store_delivery
+from models.inbox import remember_nonce, store_delivery
 from providers.base import CallbackParseError, CallbackRequest, VerificationError
+from providers.delivery import (
+    event_record,
+    request_digest,
+    storable_text,
+    stored_headers,
+    unstorable,
+)
 from webhooks.services import MAX_BODY_BYTES, error, services
 
 bp = Blueprint("intake", __name__)
 log = structlog.get_logger(__name__)
-
-#: Headers kept with each delivery: what verification and parsing need, for later replay.
-KEPT_HEADERS = (
-    "content-type",
-    "user-agent",
-    "telnyx-timestamp",
-    "telnyx-signature-ed25519",
-    "x-plivo-signature-v2",
-    "x-plivo-signature-ma-v2",
-    "x-plivo-signature-v2-nonce",
-    "x-plivo-signature-v3",
-    "x-plivo-signature-ma-v3",
-    "x-plivo-signature-v3-nonce",
-)
 
 
 def _callback_request(public_url: str) -> CallbackRequest:
@@ -76,26 +71,47 @@ def receive(provider: str) -> tuple[Any, int]:
     handler = svc.handlers.get(provider)
     if handler is None:
         return error(404, "unknown_provider", f"no webhook endpoint for {provider!r}")
-    if request.method == "GET" and provider != "plivo":
+    if request.method == "GET" and not svc.specs[provider].accepts_get:
         return error(405, "method_not_allowed", "use POST")
     cb = _callback_request(svc.settings.public_url)
     try:
-        handler.verify(cb)
+        trust = handler.verify(cb)
     except VerificationError as exc:
         return error(401, "bad_signature", str(exc) or "signature verification failed")
     try:
         event = handler.parse(cb)
     except CallbackParseError as exc:
         return error(400, "malformed", str(exc) or "the callback could not be understood")
+    nonce = handler.nonce(cb)
+    bad_field = unstorable(event) or (
+        "nonce" if nonce is not None and not storable_text(nonce) else None
+    )
+    if bad_field is not None:
+        return error(400, "malformed", f"{bad_field} holds NUL or a lone surrogate")
 
-    kept = {k: v for k, v in cb.headers.items() if k in KEPT_HEADERS}
-    kept |= {":method": cb.method, ":url": cb.url, ":query": request.query_string.decode()}
+    kept = svc.specs[provider].kept_headers
+    headers = stored_headers(cb, kept, handler.signature_headers)
     try:
         with transaction(svc.engine) as session:
-            stored = store_delivery(session, provider, event.dedupe_key, cb.body, kept)
+            if nonce is not None and not remember_nonce(
+                session, provider, nonce, request_digest(cb)
+            ):
+                stored = None
+            else:
+                stored = store_delivery(
+                    session,
+                    provider,
+                    event.dedupe_key,
+                    cb.body,
+                    headers,
+                    event=event_record(event, trust),
+                )
     except sa.exc.SQLAlchemyError as exc:
         log.warning("inbox unavailable", provider=provider, error=str(exc).splitlines()[0])
         return error(503, "unavailable", "the delivery could not be stored; retry")
+    if stored is None:
+        log.warning("signature nonce replayed with another request", provider=provider)
+        return error(401, "replayed_nonce", "this signature's nonce came with another request")
 
     crashpoints.reach("inbox.after_commit")
     if stored.new:

@@ -33,6 +33,7 @@ from common.metrics import render_latest
 from models import events, reports
 from models.statemachine import State
 from models.tables import utcnow
+from providers.registry import enabled_providers
 from webhooks.services import services
 
 bp = Blueprint("metrics", __name__)
@@ -116,5 +117,5 @@ class DatabaseCollector(Collector):
 @bp.get("/metrics")
 def metrics() -> Response:
     svc = services()
-    collector = DatabaseCollector(svc.engine, svc.settings.enabled_providers())
+    collector = DatabaseCollector(svc.engine, enabled_providers(svc.settings, svc.specs))
     return Response(render_latest(collector), content_type=CONTENT_TYPE_LATEST)

@@ -1,7 +1,8 @@
 """Publishing stored deliveries to the worker off the request path, in batches.
 
 The view commits the inbox row and hands its id to this publisher; a background thread
-sends the waiting ids as one ``process_inbox`` task every few milliseconds. The provider's
+sends the waiting ids as one ``process_inbox`` task every few milliseconds, through the
+one enqueue function of :mod:`worker.celery_app` (a fake in tests). The provider's
 answer never waits for the broker, and the worker applies many rows per task (one commit
 for the batch). An id that is never published (the broker is down, the process dies) is
 still durable in the inbox: the sweeper enqueues it after ``SWEEP_SECONDS``.
@@ -13,8 +14,11 @@ import os
 import queue
 import threading
 from collections.abc import Callable
+from typing import Any
 
 import structlog
+
+from worker.celery_app import PROCESS_INBOX
 
 log = structlog.get_logger(__name__)
 
@@ -24,8 +28,9 @@ LINGER_SECONDS = 0.005
 
 
 class BatchPublisher:
-    def __init__(self, publish: Callable[[list[int]], None]) -> None:
-        self._publish = publish
+    def __init__(self, enqueue: Callable[..., Any]) -> None:
+        """``enqueue(task_name, *args)`` publishes a task; it raises when the broker is down."""
+        self._enqueue = enqueue
         self._queue: queue.SimpleQueue[int] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._pid = 0
@@ -57,7 +62,7 @@ class BatchPublisher:
             except queue.Empty:
                 pass
             try:
-                self._publish(batch)
+                self._enqueue(PROCESS_INBOX, batch)
             except Exception as exc:  # broker down: the sweeper will enqueue these rows
                 log.warning(
                     "publish failed; the sweeper will retry", rows=len(batch), error=str(exc)

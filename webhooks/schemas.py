@@ -28,7 +28,7 @@ from pydantic import (
 from models.numbers import CAMPAIGN_ID, check_campaign_id
 from models.statemachine import State
 from models.tables import Link, LinkEvent
-from providers.registry import CALLBACK_PATHS
+from providers.registry import SPECS
 
 #: Most numbers one ``POST /api/v1/links`` may carry.
 MAX_NUMBERS = 10_000
@@ -37,7 +37,7 @@ DEFAULT_LIMIT = 100
 
 #: The providers dlcsync has adapters for; which of them are *configured* is a runtime
 #: question (settings), answered by the views with a 400.
-KNOWN_PROVIDERS = tuple(sorted(CALLBACK_PATHS))
+KNOWN_PROVIDERS = tuple(sorted(SPECS))
 
 
 def _known_provider(value: str) -> str:

@@ -3,9 +3,9 @@
 One run (the ``dlcsync.deliver_alerts`` beat task, every few seconds):
 
 1. roll the waiting alerts of hot (kind, provider, campaign) groups into digests
-   (:func:`models.alerts.group_pending`), one committed transaction;
-2. claim a batch of due alerts (:func:`models.alerts.claim_due`): ``sending`` plus a lease,
-   committed *before* anything is sent, so no other worker sends them;
+   (:func:`models.alerts.grouping.group_pending`), one committed transaction;
+2. claim a batch of due alerts (:func:`models.alerts.delivery.claim_due`): ``sending`` plus a
+   lease, committed *before* anything is sent, so no other worker sends them;
 3. send each, outside any transaction, with short HTTP timeouts; an URL that failed once in
    this run is not tried again in it, so one dead endpoint costs one timeout per run;
 4. record each outcome in its own transaction: sent/logged, or a retry at a capped,
@@ -33,7 +33,8 @@ import structlog
 
 from common import crashpoints
 from common.metrics import ALERT_DELIVERIES
-from models import alerts
+from models.alerts import delivery, grouping, messages, stuck
+from models.alerts.states import DeliveryState
 from models.db import transaction
 from models.tables import utcnow
 
@@ -46,7 +47,7 @@ BATCH = 20
 #: PostgreSQL advisory lock id of a delivery run (see ``_exclusive_run``).
 RUN_LOCK_ID = 0x646C6373_616C7274  # "dlcs" "alrt"
 #: A run stops starting sends after this long and hands the rest back (well inside the lease).
-RUN_BUDGET = alerts.SEND_LEASE / 2
+RUN_BUDGET = delivery.SEND_LEASE / 2
 #: Apprise schemes whose body is our JSON document, for machines to parse.
 JSON_SCHEMES = frozenset({"json", "jsons"})
 
@@ -55,7 +56,7 @@ class DeliveryError(Exception):
     """One URL did not accept one alert."""
 
 
-Sender = Callable[[str, alerts.Message], None]
+Sender = Callable[[str, messages.Message], None]
 
 
 def fingerprint(url: str) -> str:
@@ -63,7 +64,7 @@ def fingerprint(url: str) -> str:
     return hashlib.sha256(url.encode()).hexdigest()[:16]
 
 
-def send_apprise(url: str, message: alerts.Message) -> None:
+def send_apprise(url: str, message: messages.Message) -> None:
     """Send one message to one Apprise URL; raise DeliveryError with Apprise's reason."""
     plugin = apprise.Apprise.instantiate(url, suppress_exceptions=True)
     if plugin is None:
@@ -128,7 +129,7 @@ def deliver_alerts(
     *,
     send: Sender = send_apprise,
     limit: int = BATCH,
-    max_attempts: int = alerts.MAX_ATTEMPTS,
+    max_attempts: int = delivery.MAX_ATTEMPTS,
     now: Callable[[], datetime] = utcnow,
     rng: random.Random | None = None,
     budget: timedelta = RUN_BUDGET,
@@ -155,17 +156,17 @@ def _deliver(
 ) -> DeliveryStats:
     stats = DeliveryStats()
     with transaction(engine) as session:
-        stats.digests = len(alerts.group_pending(session, now=now()))
+        stats.digests = len(grouping.group_pending(session, now=now()))
     with transaction(engine) as session:
-        claimed = alerts.claim_due(session, now=now(), limit=limit)
+        claimed = delivery.claim_due(session, now=now(), limit=limit)
     deadline = time.monotonic() + budget.total_seconds()
     broken: dict[str, str] = {}  # fingerprint -> error, for this run
     for claim in claimed:
         if time.monotonic() > deadline:
             with transaction(engine) as session:
-                stats.released += alerts.release(session, claim, now=now())
+                stats.released += delivery.release(session, claim, now=now())
             continue
-        message = alerts.render(claim)
+        message = messages.render(claim)
         bound = log.bind(
             alert_id=claim.id,
             kind=claim.kind,
@@ -176,7 +177,9 @@ def _deliver(
         if not urls:
             bound.warning("alert", title=message.title, text=message.text, doc=message.doc)
             with transaction(engine) as session:
-                alerts.mark_delivered(session, claim, delivered_to=(), logged_only=True, now=now())
+                delivery.mark_delivered(
+                    session, claim, delivered_to=(), logged_only=True, now=now()
+                )
             ALERT_DELIVERIES.labels(result="logged").inc()
             stats.logged += 1
             continue
@@ -199,7 +202,7 @@ def _deliver(
                 crashpoints.reach("alert.after_send")  # sent, not yet recorded: sent twice
         if not errors:
             with transaction(engine) as session:
-                ok = alerts.mark_delivered(
+                ok = delivery.mark_delivered(
                     session, claim, delivered_to=delivered, logged_only=False, now=now()
                 )
             ALERT_DELIVERIES.labels(result="sent").inc()
@@ -208,7 +211,7 @@ def _deliver(
                 bound.warning("alert sent after its lease ran out; it may be sent twice")
             continue
         with transaction(engine) as session:
-            state = alerts.mark_failed(
+            state = delivery.mark_failed(
                 session,
                 claim,
                 error="; ".join(errors),
@@ -217,7 +220,7 @@ def _deliver(
                 now=now(),
                 rng=rng,
             )
-        if state == alerts.FAILED:
+        if state == DeliveryState.FAILED:
             ALERT_DELIVERIES.labels(result="gave_up").inc()
             stats.gave_up += 1
             bound.error("alert delivery gave up", attempts=claim.attempts, errors=errors)
@@ -235,7 +238,7 @@ def detect_stuck(
     raised = 0
     for _ in range(batches):
         with transaction(engine) as session:
-            n = alerts.detect_stuck(session, stuck_after=stuck_after, limit=batch)
+            n = stuck.detect_stuck(session, stuck_after=stuck_after, limit=batch)
         raised += n
         if n < batch:
             break

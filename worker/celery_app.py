@@ -29,6 +29,7 @@ DELIVER_ALERTS = "dlcsync.deliver_alerts"
 DETECT_STUCK = "dlcsync.detect_stuck"
 DELIVER_EVENTS = "dlcsync.deliver_events"
 CHECK_CAMPAIGNS = "dlcsync.check_campaigns"
+PURGE_INBOX = "dlcsync.purge_inbox"
 
 BEAT_SCHEDULE_SECONDS = {
     SWEEP_INBOX: 10.0,
@@ -37,6 +38,7 @@ BEAT_SCHEDULE_SECONDS = {
     DETECT_STUCK: 60.0,
     DELIVER_EVENTS: 2.0,
     CHECK_CAMPAIGNS: 300.0,
+    PURGE_INBOX: 600.0,
 }
 
 
@@ -91,3 +93,9 @@ def create_celery(settings: Settings, *, beat_schedule: dict[str, float] | None 
 def enqueue(app: Celery, task_name: str, *args: Any) -> None:
     """Publish by name without retrying: callers treat a broker outage as "later"."""
     app.send_task(task_name, args=list(args), retry=False)
+
+
+def ping(app: Celery) -> None:
+    """Raise unless the broker answers within a second (``/readyz``)."""
+    with app.connection_for_write() as conn:
+        conn.ensure_connection(max_retries=0, timeout=1)

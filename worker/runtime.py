@@ -14,6 +14,7 @@ from common.settings import Settings
 from models.db import make_engine
 from models.polling import Cadence
 from providers.base import CallbackHandler, ProviderClient, RateLimiter
+from providers.registry import SPECS, Specs, build_callback_handlers, build_clients, rate_limits
 from worker.ratelimit import LocalRateLimiter, RedisRateLimiter
 from worker.reconcile import Reconciler
 
@@ -24,6 +25,8 @@ class Runtime:
     #: None in a process that runs no Celery app (``dlcsync reconcile``).
     celery: Celery | None = None
     pid: int = field(default_factory=os.getpid)
+    #: The providers to wire (tests pass a registry of their own).
+    specs: Specs = field(default_factory=lambda: SPECS)
 
     @cached_property
     def engine(self) -> sa.Engine:
@@ -31,26 +34,23 @@ class Runtime:
 
     @cached_property
     def handlers(self) -> dict[str, CallbackHandler]:
-        from providers.registry import build_callback_handlers
+        return build_callback_handlers(self.settings, self.specs)
 
-        return build_callback_handlers(self.settings)
+    @cached_property
+    def rates(self) -> dict[str, float]:
+        """Requests per second allowed on each provider's account."""
+        return rate_limits(self.settings, self.specs)
 
     @cached_property
     def limiters(self) -> dict[str, RateLimiter]:
-        rates = {
-            "plivo": self.settings.plivo_rate_limit_per_second,
-            "telnyx": self.settings.telnyx_rate_limit_per_second,
-        }
         if self.settings.redis_url:
             client = redis.Redis.from_url(self.settings.redis_url, socket_timeout=5)
-            return {p: RedisRateLimiter(client, p, rate) for p, rate in rates.items()}
-        return {p: LocalRateLimiter(rate) for p, rate in rates.items()}
+            return {p: RedisRateLimiter(client, p, rate) for p, rate in self.rates.items()}
+        return {p: LocalRateLimiter(rate) for p, rate in self.rates.items()}
 
     @cached_property
     def clients(self) -> dict[str, ProviderClient]:
-        from providers.registry import build_clients
-
-        return build_clients(self.settings, limiters=self.limiters)
+        return build_clients(self.settings, limiters=self.limiters, specs=self.specs)
 
     @cached_property
     def reconciler(self) -> Reconciler:

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import signal
 from datetime import timedelta
 
 from celery import Celery
-from celery.signals import task_postrun
+from celery.signals import task_postrun, worker_process_init, worker_shutting_down
 
 from common import crashpoints
-from worker import alerting, events, hygiene, inbox
+from worker import alerting, events, hygiene, inbox, leases
 from worker.celery_app import (
     CHECK_CAMPAIGNS,
     DELIVER_ALERTS,
     DELIVER_EVENTS,
     DETECT_STUCK,
     PROCESS_INBOX,
+    PURGE_INBOX,
     RECONCILE,
     SWEEP_INBOX,
     create_celery,
@@ -38,13 +40,21 @@ def register(app: Celery) -> Celery:
             grace=timedelta(seconds=rt.settings.sweep_seconds),
         )
 
+    @app.task(name=PURGE_INBOX)
+    def purge_inbox() -> int:
+        """Delete processed inbox rows past INBOX_RETENTION_DAYS, in bounded batches."""
+        rt = get_runtime(app)
+        return inbox.purge_inbox(
+            rt.engine, older_than=timedelta(days=rt.settings.inbox_retention_days)
+        )
+
     @app.task(name=RECONCILE)
     def reconcile() -> int:
         """Send requested operations and poll due links, one bounded batch per provider."""
         rt = get_runtime(app)
         claimed = 0
         for provider in rt.clients:
-            rate = rt.settings.model_dump()[f"{provider}_rate_limit_per_second"]
+            rate = rt.rates[provider]
             # Bounded so a run stays well inside the task time limit at the provider's rate.
             limit = max(10, min(500, int(rate * 60)))
             claimed += rt.reconciler.run_once(limit=limit, provider=provider).claimed
@@ -82,7 +92,19 @@ def register(app: Celery) -> Celery:
         return hygiene.check_campaigns(get_runtime(app).engine)
 
     task_postrun.connect(_after_task, weak=False)
+    worker_process_init.connect(_in_pool_child, weak=False)
+    worker_shutting_down.connect(_shutting_down, weak=False)
     return app
+
+
+def _in_pool_child(**_: object) -> None:
+    # A prefork child dies of SIGTERM by default; a run holding claims releases them first.
+    signal.signal(signal.SIGTERM, leases.on_sigterm)
+
+
+def _shutting_down(**_: object) -> None:
+    # Solo/threads pools run tasks here: a run stops between campaigns and releases the rest.
+    leases.request_stop()
 
 
 def _after_task(**_: object) -> None:

@@ -1,4 +1,5 @@
-"""Helpers shared by the commands: console, engine, provider and time options."""
+"""Helpers shared by the commands: console, engine, provider and time options, and the one
+place that turns an unreachable database or broker into a one-line error."""
 
 from __future__ import annotations
 
@@ -15,13 +16,10 @@ from rich.console import Console
 
 from common.settings import Settings
 from models.db import make_engine
+from providers.registry import SPECS, Specs, enabled_providers
 
-#: The environment variables that turn each provider on (DESIGN §3).
-PROVIDER_ENV = {
-    "plivo": ("PLIVO_AUTH_ID", "PLIVO_AUTH_TOKEN"),
-    "telnyx": ("TELNYX_API_KEY",),
-}
-PROVIDERS = tuple(PROVIDER_ENV)
+#: The providers dlcsync has adapters for (``--provider`` choices).
+PROVIDERS = tuple(SPECS)
 #: Rows printed in a table of rejected numbers or problems before "and N more".
 MAX_ROWS = 50
 
@@ -43,14 +41,82 @@ def engine_of(settings: Settings) -> Iterator[sa.Engine]:
         engine.dispose()
 
 
-def require_provider(settings: Settings, provider: str) -> None:
+#: Driver messages that mean "the schema is missing or older than this build".
+_UNMIGRATED = (
+    "no such table",  # SQLite
+    "no such column",
+    "does not exist",  # PostgreSQL: relation/column "..." does not exist
+    "undefinedtable",
+    "undefinedcolumn",
+)
+
+
+def _first_line(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None)
+    lines = str(orig or exc).strip().splitlines()
+    return lines[0][:300] if lines else type(orig or exc).__name__
+
+
+def database_label(url: str) -> str:
+    """The database URL without its password, for messages."""
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "the configured DATABASE_URL"
+
+
+def explain_failure(exc: BaseException, settings: Settings) -> str | None:
+    """A one-line message for a database or broker failure, else None (a real bug).
+
+    Used by the CLI group for every command, so none of them prints a traceback when
+    PostgreSQL or Redis is down or ``dlcsync db upgrade`` was never run.
+    """
+    if isinstance(exc, sa.exc.SQLAlchemyError):
+        where = database_label(settings.database_url)
+        text = f"{type(getattr(exc, 'orig', None) or exc).__name__} {_first_line(exc)}".lower()
+        if isinstance(exc, sa.exc.ProgrammingError | sa.exc.OperationalError) and any(
+            marker in text for marker in _UNMIGRATED
+        ):
+            return (
+                f"the database {where} is not migrated (or older than this dlcsync): "
+                f"run `dlcsync db upgrade` first ({_first_line(exc)})"
+            )
+        if isinstance(exc, sa.exc.DBAPIError | sa.exc.TimeoutError):
+            return f"cannot use the database {where}: {_first_line(exc)}"
+        return None
+    from alembic.util.exc import CommandError
+
+    if isinstance(exc, CommandError):  # `db check` on a schema behind the migrations
+        return f"database schema check failed: {_first_line(exc)} (run `dlcsync db upgrade`)"
+    if _is_broker_error(exc):
+        return f"cannot reach the broker (REDIS_URL): {_first_line(exc)}"
+    return None
+
+
+def _is_broker_error(exc: BaseException) -> bool:
+    import redis
+    from kombu.exceptions import OperationalError as KombuOperationalError
+
+    return isinstance(exc, redis.RedisError | KombuOperationalError)
+
+
+def require_provider(settings: Settings, provider: str, specs: Specs = SPECS) -> None:
     """A usage error naming the variables to set when ``provider`` has no credentials."""
-    if provider in settings.enabled_providers():
+    if specs[provider].enabled(settings):
         return
-    names = " and ".join(PROVIDER_ENV[provider])
+    names = " and ".join(specs[provider].env)
     raise click.UsageError(
         f"provider {provider} is not configured: set {names} in the environment (or .env)"
     )
+
+
+def configured_providers(settings: Settings, specs: Specs = SPECS) -> list[str]:
+    """The providers with credentials; a usage error naming what to set when there is none."""
+    providers = enabled_providers(settings, specs)
+    if not providers:
+        names = "; ".join(" and ".join(spec.env) for spec in specs.values())
+        raise click.UsageError(f"no provider is configured: set {names}")
+    return providers
 
 
 provider_option = click.option(

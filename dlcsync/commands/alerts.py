@@ -13,11 +13,17 @@ from sqlmodel import Session
 
 from common.settings import Settings
 from dlcsync.commands._common import IsoTime, console, engine_of, iso
-from models.alerts import FAILED, GROUPED, recent_alerts
-from models.statemachine import AlertKind
+from models.alerts.kinds import AlertKind
+from models.alerts.outbox import recent_alerts
+from models.alerts.states import DeliveryState
 from models.tables import Alert
 
-STATE_STYLE = {FAILED: "red", "pending": "yellow", "sending": "yellow", GROUPED: "dim"}
+STATE_STYLE: dict[str, str] = {
+    DeliveryState.FAILED: "red",
+    DeliveryState.PENDING: "yellow",
+    DeliveryState.SENDING: "yellow",
+    DeliveryState.GROUPED: "dim",
+}
 
 
 def alert_dict(a: Alert) -> dict[str, Any]:
@@ -48,7 +54,7 @@ def _what(a: Alert) -> str:
 
 
 def _delivery(a: Alert) -> str:
-    if a.state == GROUPED:
+    if a.state == DeliveryState.GROUPED:
         return f"in digest {a.digest_id}"
     if a.last_error:
         return a.last_error

@@ -1,5 +1,11 @@
 """``dlcsync export links|events``: CSV, streamed a page at a time.
 
+Cells are neutralised for spreadsheets: a text that starts with ``=``, ``+``, ``-``, ``@``, a
+tab or a carriage return is written with a leading ``'``, so a reason or campaign id that came
+from a provider or an operator (``=HYPERLINK(...)``) opens as text, never as a formula
+(OWASP "CSV injection"). Values that are plain numbers (``+15551234567``, ``-1``) are left as
+they are: they cannot be formulas, and numbers must stay E.164.
+
 Rows are read by keyset pagination on the id, one short transaction per page, and written
 as they come: memory stays at one page however many rows there are, and a long export
 never holds a lock that the web or the worker would wait for.
@@ -8,6 +14,7 @@ never holds a lock that the web or the worker would wait for.
 from __future__ import annotations
 
 import csv
+import re
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import IO, Any
@@ -53,11 +60,24 @@ EVENT_COLUMNS = (
 )
 
 
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_PLAIN_NUMBER = re.compile(r"[+-]?[0-9]+")
+
+
+def spreadsheet_safe(text: str) -> str:
+    """``text``, prefixed with ``'`` when a spreadsheet would read it as a formula."""
+    if text.startswith(_FORMULA_START) and not _PLAIN_NUMBER.fullmatch(text):
+        return "'" + text
+    return text
+
+
 def _cell(value: Any) -> Any:
     if isinstance(value, datetime):
         return iso(value)
     if value is None:
         return ""
+    if isinstance(value, str):
+        return spreadsheet_safe(value)
     return value
 
 
@@ -131,8 +151,13 @@ def export(
             until=until,
         )
 
-    writer = csv.writer(output, lineterminator="\n")
-    writer.writerow(columns)
+    # CRLF (RFC 4180): with "\n" alone, the csv module leaves a field holding "\r" unquoted,
+    # and a provider's reason with a carriage return would split its row in two.
+    writer = csv.writer(output, lineterminator="\r\n")
     with engine_of(settings) as engine:
-        for row in stream_rows(engine, fetch, columns):
-            writer.writerow(row)
+        rows = stream_rows(engine, fetch, columns)
+        first = next(rows, None)  # the database answers before anything is written
+        writer.writerow(columns)
+        if first is not None:
+            writer.writerow(first)
+            writer.writerows(rows)

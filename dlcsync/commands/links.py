@@ -34,11 +34,12 @@ from dlcsync.commands._common import (
     PROVIDERS,
     console,
     engine_of,
+    explain_failure,
     require_provider,
 )
 from dlcsync.csvinput import CsvInputError, read_numbers
 from models.batch import Entry, NumberResult, link_numbers, unlink_numbers, validate
-from models.links import ConcurrentChange
+from models.links import ConcurrentChange, retry_concurrent
 from models.numbers import check_campaign_id
 from models.statemachine import Source
 
@@ -46,8 +47,6 @@ from models.statemachine import Source
 PROGRESS_OVER = 200
 #: Numbers recorded per call (the progress bar moves between chunks; one transaction).
 CHUNK = 500
-#: A concurrent change (the worker moved a link meanwhile) retries the whole transaction.
-ATTEMPTS = 3
 
 F = TypeVar("F", bound=Callable[..., object])
 
@@ -154,11 +153,8 @@ def _run(
         try:
             results = _record_all(out, engine, entries, record, dry_run)
         except sa.exc.SQLAlchemyError as exc:
-            orig = getattr(exc, "orig", None)
-            first = str(orig or exc).strip().splitlines()
-            raise click.ClickException(
-                f"database error, nothing was written: {first[0] if first else type(exc).__name__}"
-            ) from None
+            why = explain_failure(exc, settings) or f"database error: {type(exc).__name__}"
+            raise click.ClickException(f"database error, nothing was written: {why}") from None
     outcome = Outcome(sorted(problems + results, key=lambda r: r.line or 0))
     _print_summary(out, outcome, title, dry_run)
     if outcome.new and not dry_run:
@@ -210,16 +206,17 @@ def _record_all(
         task = progress.add_task("checking", total=len(entries))
         valid, rejected = validate(_advancing(entries, progress, task))
         distinct = [entry for entry, _number in valid]
-        for attempt in range(1, ATTEMPTS + 1):
+
+        def once() -> list[NumberResult]:
             progress.reset(task, total=len(distinct), description="recording")
-            try:
-                return rejected + _record_once(engine, distinct, record, dry_run, progress, task)
-            except ConcurrentChange:
-                if attempt == ATTEMPTS:
-                    raise click.ClickException(
-                        "links kept changing while recording; nothing was written, try again"
-                    ) from None
-    raise AssertionError("unreachable")
+            return _record_once(engine, distinct, record, dry_run, progress, task)
+
+        try:
+            return rejected + retry_concurrent(once)
+        except ConcurrentChange:
+            raise click.ClickException(
+                "links kept changing while recording; nothing was written, try again"
+            ) from None
 
 
 def _record_once(

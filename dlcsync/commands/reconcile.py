@@ -13,7 +13,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from common.settings import Settings
-from dlcsync.commands._common import PROVIDER_ENV, console, provider_option, require_provider
+from dlcsync.commands._common import (
+    configured_providers,
+    console,
+    provider_option,
+    require_provider,
+)
 
 
 @click.command("reconcile")
@@ -30,10 +35,7 @@ def reconcile(settings: Settings, provider: str | None, campaign: str | None) ->
         require_provider(settings, provider)
         providers = [provider]
     else:
-        providers = settings.enabled_providers()
-        if not providers:
-            names = "; ".join(" and ".join(v) for v in PROVIDER_ENV.values())
-            raise click.UsageError(f"no provider is configured: set {names}")
+        providers = configured_providers(settings)
     runtime = Runtime(settings)
     out = console()
     total = Stats()

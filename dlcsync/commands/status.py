@@ -12,7 +12,8 @@ from sqlmodel import Session
 
 from common.settings import Settings
 from dlcsync.commands._common import MAX_ROWS, console, engine_of, iso, provider_option
-from models.reports import problem_links, state_counts
+from models.problems import problem_links
+from models.reports import state_counts
 from models.statemachine import State
 
 

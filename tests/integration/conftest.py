@@ -43,7 +43,7 @@ def stack_env(pg_url: str, fresh_redis: str, sandbox: SandboxHandle) -> dict[str
     return sandbox.env() | {
         "DATABASE_URL": pg_url,
         "REDIS_URL": fresh_redis,
-        "API_TOKEN": "integration-token",
+        "API_TOKEN": "integration-token-0123456789abcdefghij",
         "POLL_INTERVAL_SECONDS": "1",
         "SWEEP_SECONDS": "2",
     }

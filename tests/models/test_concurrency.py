@@ -11,7 +11,15 @@ import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from models.db import make_engine, transaction
-from models.links import ConcurrentChange, _cas_update, apply_observation, load, request_link_of
+from models.links import (
+    CONCURRENT_ATTEMPTS,
+    ConcurrentChange,
+    _cas_update,
+    apply_observation,
+    load,
+    request_link_of,
+    retry_concurrent,
+)
 from models.statemachine import Observation, Signal, Source, Verdict
 from models.tables import Link, LinkEvent
 
@@ -74,6 +82,49 @@ def test_compare_and_set_refuses_a_lost_update(pg_engine: sa.Engine) -> None:
         b.rollback()
     with Session(pg_engine) as s:
         assert s.exec(select(Link.state)).one() == "PROCESSING"
+
+
+def _save_racing(engine: sa.Engine, state: str, *, lose: int | None) -> None:
+    """Load, let another writer record a newer observation (the ``lose``-th second after T0)
+    when ``lose`` is set, then compare-and-set."""
+    with transaction(engine) as s:
+        link = load(s, "telnyx", NUMBER, lock=False)
+        assert link is not None
+        if lose is not None:
+            with transaction(engine) as other:
+                theirs = load(other, "telnyx", NUMBER, lock=False)
+                assert theirs is not None
+                _cas_update(other, theirs, observed_at=T0 + timedelta(seconds=lose))
+        _cas_update(s, link, state=state)
+
+
+def test_retry_concurrent_runs_a_transaction_that_lost_a_race_again(pg_engine: sa.Engine) -> None:
+    _seed(pg_engine)
+    tries: list[int] = []
+
+    def save() -> int:
+        tries.append(1)
+        _save_racing(pg_engine, "PROCESSING", lose=1 if len(tries) == 1 else None)
+        return len(tries)
+
+    assert retry_concurrent(save) == 2
+    with Session(pg_engine) as s:
+        assert s.exec(select(Link.state)).one() == "PROCESSING"
+
+
+def test_retry_concurrent_gives_up_with_the_last_conflict(pg_engine: sa.Engine) -> None:
+    _seed(pg_engine)
+    tries: list[int] = []
+
+    def save() -> None:
+        tries.append(1)
+        _save_racing(pg_engine, "FAILED", lose=len(tries))
+
+    with pytest.raises(ConcurrentChange):
+        retry_concurrent(save)
+    assert len(tries) == CONCURRENT_ATTEMPTS
+    with Session(pg_engine) as s:
+        assert s.exec(select(Link.state)).one() == "LINK_REQUESTED"
 
 
 def test_duplicate_audit_row_is_refused_by_the_database(engine: sa.Engine) -> None:

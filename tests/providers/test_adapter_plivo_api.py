@@ -164,20 +164,24 @@ def test_get_not_linked(client, mock, status) -> None:
         client.get("CUOGHIN", "+12025551111")
 
 
-def test_list_pages_until_short_page(client, mock, limiter) -> None:
-    def page(offset: int, count: int) -> dict:
-        return {
-            "campaign_id": "CUOGHIN",
-            "phone_numbers": [
-                {"number": f"1202555{offset + i:04d}", "status": "COMPLETED"} for i in range(count)
-            ],
-        }
+def page(offset: int, count: int, **extra: object) -> dict:
+    return {
+        "campaign_id": "CUOGHIN",
+        "phone_numbers": [
+            {"number": f"1202555{offset + i:04d}", "status": "COMPLETED"} for i in range(count)
+        ],
+        **extra,
+    }
 
+
+def test_list_pages_until_an_empty_page_without_a_total(client, mock, limiter) -> None:
+    # Issue 12: without a total, a short page is not the end (Plivo may cap ``limit``).
     route = mock.get(NUMBERS_PATH).mock(
         side_effect=[
             httpx.Response(200, json=page(0, 20)),
             httpx.Response(200, json=page(20, 20)),
             httpx.Response(200, json=page(40, 3)),
+            httpx.Response(200, json=page(43, 0)),
         ]
     )
     result = client.list_campaign("CUOGHIN")
@@ -188,8 +192,41 @@ def test_list_pages_until_short_page(client, mock, limiter) -> None:
         f"{API}{NUMBERS_PATH}?limit=20&offset=0",
         f"{API}{NUMBERS_PATH}?limit=20&offset=20",
         f"{API}{NUMBERS_PATH}?limit=20&offset=40",
+        f"{API}{NUMBERS_PATH}?limit=20&offset=43",
     ]
-    assert limiter.acquired == 3
+    assert limiter.acquired == 4
+
+
+def test_list_keeps_paging_past_capped_pages_until_the_total(client, mock) -> None:
+    """We ask for 20, Plivo answers 10 at a time: the summary says 25, so 3 pages."""
+    summary = {"phone_numbers_summary": {"COMPLETED": 20, "PROCESSING": 5}}
+    route = mock.get(NUMBERS_PATH).mock(
+        side_effect=[
+            httpx.Response(200, json=page(0, 10, **summary)),
+            httpx.Response(200, json=page(10, 10, **summary)),
+            httpx.Response(200, json=page(20, 5, **summary)),
+        ]
+    )
+    assert len(client.list_campaign("CUOGHIN")) == 25
+    assert [c.request.url.params["offset"] for c in route.calls] == ["0", "10", "20"]
+
+
+def test_list_total_from_meta(client, mock) -> None:
+    meta = {"meta": {"total_count": 12}}
+    route = mock.get(NUMBERS_PATH).mock(
+        side_effect=[
+            httpx.Response(200, json=page(0, 7, **meta)),
+            httpx.Response(200, json=page(7, 5, **meta)),
+        ]
+    )
+    assert len(client.list_campaign("CUOGHIN")) == 12
+    assert route.call_count == 2
+
+
+def test_list_refuses_more_numbers_than_asked(client, mock) -> None:
+    mock.get(NUMBERS_PATH).respond(200, json=page(0, 21))
+    with pytest.raises(MalformedResponse, match="21 numbers on a page of 20"):
+        client.list_campaign("CUOGHIN")
 
 
 def test_list_fixture_single_page(client, mock) -> None:

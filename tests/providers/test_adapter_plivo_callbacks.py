@@ -14,7 +14,7 @@ from plivo.utils import validate_signature
 from plivo.utils.signature_v3 import validate_v3_signature
 
 from models.statemachine import Direction, Signal
-from providers.base import CallbackParseError, CallbackRequest, VerificationError
+from providers.base import CallbackParseError, CallbackRequest, Trust, VerificationError
 from providers.plivo import (
     PlivoCallbackHandler,
     compute_signature_v2,
@@ -145,7 +145,7 @@ def test_v2_independent_signer() -> None:
     assert validate_signature(DLC_URL, "NONCE", sig, DLC_TOKEN)
     handler = PlivoCallbackHandler([DLC_TOKEN])
     headers = {"x-plivo-signature-v2": sig, "x-plivo-signature-v2-nonce": "NONCE"}
-    handler.verify(form_request(b"status=success", headers))
+    assert handler.verify(form_request(b"status=success", headers)) is Trust.SENDER
     assert not validate_signature(DLC_URL, "NONCE", flip(sig), DLC_TOKEN)
     with pytest.raises(VerificationError):
         handler.verify(
@@ -188,19 +188,52 @@ def test_comma_separated_and_ma_and_any_token() -> None:
     )
 
 
-def test_v3_wrong_falls_back_to_v2() -> None:
+def test_v3_wrong_is_refused_even_with_a_good_v2() -> None:
+    """Issue 12 §2: V2 signs no body, so it must not rescue a V3 signature that fails."""
     handler = PlivoCallbackHandler([DLC_TOKEN])
-    handler.verify(
-        form_request(
-            DLC_BODY,
-            {
-                "X-Plivo-Signature-V3-Nonce": DLC_NONCE,
-                "X-Plivo-Signature-V3": flip(DLC_SIG),
-                "X-Plivo-Signature-V2-Nonce": DLC_NONCE,
-                "X-Plivo-Signature-Ma-V2": V2_SIG,
-            },
+    with pytest.raises(VerificationError, match="V3"):
+        handler.verify(
+            form_request(
+                DLC_BODY,
+                {
+                    "X-Plivo-Signature-V3-Nonce": DLC_NONCE,
+                    "X-Plivo-Signature-V3": flip(DLC_SIG),
+                    "X-Plivo-Signature-V2-Nonce": DLC_NONCE,
+                    "X-Plivo-Signature-Ma-V2": V2_SIG,
+                },
+            )
         )
-    )
+
+
+def test_v2_alone_vouches_for_the_sender_only() -> None:
+    handler = PlivoCallbackHandler([DLC_TOKEN])
+    v2 = {"X-Plivo-Signature-V2-Nonce": DLC_NONCE, "X-Plivo-Signature-V2": V2_SIG}
+    forged = urlencode({**DLC_PARAMS, "status": "failed", "reason": "attacker"}).encode()
+    assert handler.verify(form_request(forged, v2)) is Trust.SENDER
+    assert handler.nonce(form_request(forged, v2)) == DLC_NONCE
+
+
+def test_v3_nonce_without_v3_signature_is_refused_despite_v2() -> None:
+    handler = PlivoCallbackHandler([DLC_TOKEN])
+    headers = {
+        "X-Plivo-Signature-V3-Nonce": DLC_NONCE,
+        "X-Plivo-Signature-V2-Nonce": DLC_NONCE,
+        "X-Plivo-Signature-V2": V2_SIG,
+    }
+    with pytest.raises(VerificationError):
+        handler.verify(form_request(DLC_BODY, headers))
+
+
+def test_v3_over_the_body_vouches_for_the_body() -> None:
+    handler = PlivoCallbackHandler([DLC_TOKEN])
+    headers = {
+        "X-Plivo-Signature-V3-Nonce": DLC_NONCE,
+        "X-Plivo-Signature-V3": DLC_SIG,
+        "X-Plivo-Signature-V2-Nonce": "v2-nonce",
+        "X-Plivo-Signature-V2": V2_SIG,
+    }
+    assert handler.verify(form_request(DLC_BODY, headers)) is Trust.BODY
+    assert handler.nonce(form_request(DLC_BODY, headers)) == DLC_NONCE
 
 
 def test_get_callback_verifies_with_query_in_url() -> None:
@@ -226,7 +259,7 @@ def test_json_body_signed_with_params_or_without() -> None:
     handler = PlivoCallbackHandler([DLC_TOKEN])
     with_params = compute_signature_v3(DLC_TOKEN, "POST", DLC_URL, DLC_PARAMS, "n")
     without = compute_signature_v3(DLC_TOKEN, "POST", DLC_URL, {}, "n")
-    for sig in (with_params, without):
+    for sig, trust in ((with_params, Trust.BODY), (without, Trust.SENDER)):
         request = CallbackRequest(
             method="POST",
             url=DLC_URL,
@@ -234,7 +267,7 @@ def test_json_body_signed_with_params_or_without() -> None:
             body=body,
             content_type="application/json",
         )
-        handler.verify(request)
+        assert handler.verify(request) is trust
         assert validate_v3_signature("POST", DLC_URL, "n", DLC_TOKEN, with_params, dict(DLC_PARAMS))
 
 

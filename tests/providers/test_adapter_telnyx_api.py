@@ -23,7 +23,7 @@ from providers.telnyx import TelnyxClient, make_telnyx_http
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "telnyx"
 API = "https://api.telnyx.com"
 KEY = "KEY0123456789ABCDEF"
-CAMPAIGN = "4b300178-131c-d902-d54e-72d90ba1620j"
+CAMPAIGN = "4b300178-131c-d902-d54e-72d90ba1620a"
 NUMBER = "+15551234567"
 COLLECTION = "/v2/10dlc/phone_number_campaigns"
 ONE = COLLECTION + "/%2B15551234567"
@@ -349,3 +349,81 @@ def test_non_e164_refused_before_request(client, limiter) -> None:
     with pytest.raises(PermanentProviderError):
         client.get(CAMPAIGN, "5551234567")
     assert limiter.acquired == 0
+
+
+# --- listing: which filter, and paging (issue 12 §1) ----------------------------------------
+
+
+def page(records: list[dict], total: int | None, number: int = 1) -> httpx.Response:
+    body: dict = {"page": number, "records": records}
+    if total is not None:
+        body["totalRecords"] = total
+    return httpx.Response(200, json=body)
+
+
+def numbered(count: int, **extra: object) -> list[dict]:
+    return [record("ASSIGNED", phoneNumber=f"+1555123456{i}", **extra) for i in range(count)]
+
+
+@pytest.mark.parametrize(
+    ("campaign", "key"),
+    [
+        (CAMPAIGN, "filter[telnyx_campaign_id]"),
+        (CAMPAIGN.upper(), "filter[telnyx_campaign_id]"),
+        ("C4X7Q2A", "filter[tcr_campaign_id]"),  # a campaign shared with us by another CSP
+        ("4b300178-131c-d902-d54e-72d90ba1620j", "filter[tcr_campaign_id]"),  # not hex
+        ("{" + CAMPAIGN + "}", "filter[tcr_campaign_id]"),  # uuid.UUID takes it, the spec not
+        (CAMPAIGN.replace("-", ""), "filter[tcr_campaign_id]"),
+    ],
+)
+def test_list_filters_by_uuid_or_tcr_id(client, mock, campaign, key) -> None:
+    route = mock.get(COLLECTION).respond(200, json={"page": 1, "totalRecords": 0, "records": []})
+    client.list_campaign(campaign)
+    params = route.calls.last.request.url.params
+    assert params[key] == campaign
+    assert [k for k in params if k.startswith("filter")] == [key]
+
+
+def test_list_shared_campaign_records(client, mock) -> None:
+    """Records of a shared campaign carry the TCR id as campaignId and an empty brandId."""
+    shared = numbered(2, campaignId="C4X7Q2A", tcrCampaignId="C4X7Q2A", brandId="")
+    for rec in shared:
+        rec["telnyxCampaignId"] = ""
+    mock.get(COLLECTION).mock(side_effect=[page(shared, 2)])
+    result = client.list_campaign("C4X7Q2A")
+    assert [(s.number, s.campaign_id) for s in result] == [
+        ("+15551234560", "C4X7Q2A"),
+        ("+15551234561", "C4X7Q2A"),
+    ]
+
+
+def test_list_keeps_paging_past_short_pages_until_total(client, mock) -> None:
+    """Telnyx may cap recordsPerPage below what we ask: a short page is not the end."""
+    records = numbered(3)
+    route = mock.get(COLLECTION).mock(
+        side_effect=[page([r], 3, i + 1) for i, r in enumerate(records)]
+    )
+    assert [s.number for s in client.list_campaign(CAMPAIGN)] == [r["phoneNumber"] for r in records]
+    assert [c.request.url.params["page"] for c in route.calls] == ["1", "2", "3"]
+
+
+def test_list_without_total_ends_on_an_empty_page(client, mock) -> None:
+    records = numbered(3)
+    route = mock.get(COLLECTION).mock(
+        side_effect=[page(records[:2], None), page(records[2:], None, 2), page([], None, 3)]
+    )
+    assert len(client.list_campaign(CAMPAIGN)) == 3
+    assert route.call_count == 3
+
+
+def test_list_ends_on_an_empty_page_before_the_total(client, mock) -> None:
+    """Numbers removed while we page: the total is never reached, the empty page ends it."""
+    route = mock.get(COLLECTION).mock(side_effect=[page(numbered(1), 5), page([], 5, 2)])
+    assert len(client.list_campaign(CAMPAIGN)) == 1
+    assert route.call_count == 2
+
+
+def test_list_refuses_more_records_than_asked(client, mock) -> None:
+    mock.get(COLLECTION).mock(side_effect=[page(numbered(3), 3)])
+    with pytest.raises(MalformedResponse, match="3 records on a page of 2"):
+        client.list_campaign(CAMPAIGN)

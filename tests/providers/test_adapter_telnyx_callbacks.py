@@ -256,3 +256,51 @@ def test_parse_invalid_fields(path, value) -> None:
 def test_parse_garbage(body) -> None:
     with pytest.raises(CallbackParseError):
         parse(body)
+
+
+# --- campaign ids and campaign events (issue 12 §1) ----------------------------------------
+
+
+def test_status_update_names_both_campaign_ids() -> None:
+    event = parse_fixture("webhook_status_update_added.json")
+    assert event.campaign_id == "751c6a5c-907b-43a9-8ada-ba1dc8335b07"
+    assert event.campaign_ids == ("751c6a5c-907b-43a9-8ada-ba1dc8335b07", "C6X6M95")
+    # A link on the shared campaign's TCR id, or on the UUID, is this campaign; others are not.
+    assert event.campaign_for("C6X6M95") == "C6X6M95"
+    assert event.campaign_for("751c6a5c-907b-43a9-8ada-ba1dc8335b07") == event.campaign_id
+    assert event.campaign_for("COTHER1") == event.campaign_id
+    assert event.campaign_for(None) == event.campaign_id
+
+
+def test_tcr_campaign_id_alone_names_the_campaign() -> None:
+    doc = json.loads((FIXTURES / "webhook_status_update_added.json").read_text())
+    del doc["data"]["payload"]["campaignId"]
+    event = parse(json.dumps(doc).encode())
+    assert event.relevant and event.campaign_id == "C6X6M95"
+    assert event.campaign_ids == ("C6X6M95",)
+
+
+def test_bad_tcr_campaign_id_is_malformed() -> None:
+    doc = json.loads((FIXTURES / "webhook_status_update_added.json").read_text())
+    doc["data"]["payload"]["tcrCampaignId"] = ["C6X6M95"]
+    with pytest.raises(CallbackParseError):
+        parse(json.dumps(doc).encode())
+
+
+def test_flat_campaign_status_update_is_ignored() -> None:
+    """The spec's ``campaignStatusUpdate`` callback has no ``data`` wrapper."""
+    body = (FIXTURES / "webhook_campaign_status_update_flat.json").read_bytes()
+    event = parse(body)
+    assert not event.relevant and event.number is None
+    assert event.provider_status == "NUMBER_POOL_PROVISIONED:ACCEPTED"
+    assert "campaign status update" in (event.ignore_reason or "")
+    # No event id: the same body is the same event, another body another one.
+    assert event.dedupe_key == parse(body).dedupe_key
+    assert event.dedupe_key != parse(body.replace(b"ACCEPTED", b"REJECTED")).dedupe_key
+
+
+def test_campaign_update_without_id_is_ignored_not_refused() -> None:
+    doc = json.loads((FIXTURES / "webhook_campaign_verified.json").read_text())
+    del doc["data"]["id"]
+    event = parse(json.dumps(doc).encode())
+    assert not event.relevant and event.dedupe_key.startswith("sha256:")

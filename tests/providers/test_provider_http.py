@@ -1,4 +1,4 @@
-"""Shared HTTP helpers: retry hints, client construction, number conversion."""
+"""Shared HTTP helpers: retry hints, client construction."""
 
 from __future__ import annotations
 
@@ -10,11 +10,9 @@ import pytest
 from providers.base import DEFAULT_TIMEOUT
 from providers.http import (
     MAX_RETRY_AFTER,
-    e164_to_digits,
     make_http_client,
     parse_retry_after,
     ratelimit_reset,
-    wire_to_e164,
 )
 
 NOW = 1_700_000_000.0
@@ -63,30 +61,3 @@ def test_make_http_client() -> None:
     assert response.request.headers["authorization"].startswith("Basic ")
     assert response.request.headers["x-a"] == "b"
     client.close()
-
-
-@pytest.mark.parametrize(
-    "bad", ["15551234567", "+0123456789", "+1", "+1555abc4567", "", "+1555123456789012"]
-)
-def test_e164_to_digits_rejects(bad) -> None:
-    with pytest.raises(ValueError):
-        e164_to_digits(bad)
-
-
-@pytest.mark.parametrize(
-    ("wire", "e164"),
-    [
-        ("12025551111", "+12025551111"),
-        ("+12025551111", "+12025551111"),
-        (12025551111, "+12025551111"),
-    ],
-)
-def test_wire_to_e164(wire, e164) -> None:
-    assert wire_to_e164(wire) == e164
-    assert e164_to_digits(e164) == "12025551111"
-
-
-@pytest.mark.parametrize("bad", [None, True, "", "abc", "+", "1202555111१", 1.5, ["12025551111"]])
-def test_wire_to_e164_rejects(bad) -> None:
-    with pytest.raises(ValueError):
-        wire_to_e164(bad)

@@ -8,8 +8,9 @@ import httpx
 from pydantic import SecretStr
 
 from common.settings import Settings
+from providers import plivo, telnyx
 from providers.plivo import PlivoCallbackHandler, PlivoClient
-from providers.registry import build_callback_handlers, build_clients
+from providers.registry import SPECS, build_callback_handlers, build_clients
 from providers.telnyx import TelnyxCallbackHandler, TelnyxClient
 
 PUBLIC_KEY = "A6EHv/POEL4dcN0Y50vAmWfk1jCbpQ1fHdyGZBJVMbg="
@@ -83,3 +84,20 @@ def test_both_configured_and_wired() -> None:
     handlers = build_callback_handlers(s)
     assert handlers["plivo"].auth_tokens == ["tok"]  # type: ignore[attr-defined]
     assert handlers["telnyx"].key is not None  # type: ignore[attr-defined]
+
+
+def test_each_spec_keeps_the_headers_its_handler_verifies_and_sizes_its_client() -> None:
+    assert {*plivo.V3_HEADERS, plivo.V3_NONCE, *plivo.V2_HEADERS, plivo.V2_NONCE} <= (
+        plivo.SPEC.kept_headers
+    )
+    assert {telnyx.SIGNATURE_HEADER, telnyx.TIMESTAMP_HEADER} <= telnyx.SPEC.kept_headers
+    s = settings(
+        plivo_auth_id="MAXXXXXXXXXXXXXXXXXX",
+        plivo_auth_token=SecretStr("tok"),
+        telnyx_api_key=SecretStr("KEY"),
+    )
+    clients = build_clients(s)
+    assert list(SPECS) == ["plivo", "telnyx"]
+    for name, spec in SPECS.items():
+        assert clients[name].page_size == spec.page_size
+        assert spec.enabled(s) and not spec.enabled(settings())

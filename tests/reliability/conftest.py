@@ -107,7 +107,7 @@ def scenario(
             {
                 "DATABASE_URL": pg_url,
                 "REDIS_URL": redis_server.url,
-                "API_TOKEN": "reliability-token",
+                "API_TOKEN": "reliability-token-0123456789abcdefghij",
                 "POLL_INTERVAL_SECONDS": str(int(poll_interval)),
                 "SWEEP_SECONDS": "2",
                 "DRIFT_CHECK_SECONDS": "3600",

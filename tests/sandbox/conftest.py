@@ -16,7 +16,7 @@ from werkzeug.wrappers import Request, Response
 from sandbox import SandboxConfig, SandboxHandle, start_sandbox
 
 CAMPAIGN = "CUOGHIN"
-TELNYX_CAMPAIGN = "4b300178-131c-d902-d54e-72d90ba1620j"
+TELNYX_CAMPAIGN = "4b300178-131c-d902-d54e-72d90ba1620a"
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 5.0, interval: float = 0.02) -> Any:

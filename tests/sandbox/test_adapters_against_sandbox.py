@@ -6,13 +6,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from conftest import Receiver, wait_for
 
 from models.statemachine import Direction, Signal
 from providers.base import CallbackRequest, NotLinked
 from providers.plivo import PlivoCallbackHandler, PlivoClient, make_plivo_http
 from providers.telnyx import TelnyxCallbackHandler, TelnyxClient, make_telnyx_http
 from sandbox import SandboxHandle, start_sandbox
+from tests.sandbox.conftest import Receiver, wait_for
 
 NUMBER = "+12025550901"
 

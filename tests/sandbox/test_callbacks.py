@@ -6,12 +6,12 @@ import json
 from datetime import UTC, datetime
 
 import pytest
-from conftest import CAMPAIGN, TELNYX_CAMPAIGN, Api, Received, Receiver, wait_for
 from plivo.utils import validate_signature
 from plivo.utils.signature_v3 import validate_v3_signature
 from telnyx.lib.webhook_verification import WebhookVerificationError, verify_webhook_signature
 
 from sandbox import SandboxHandle
+from tests.sandbox.conftest import CAMPAIGN, TELNYX_CAMPAIGN, Api, Received, Receiver, wait_for
 
 
 def plivo_valid(req: Received, token: str, url: str) -> bool:

@@ -9,9 +9,9 @@ import sys
 import time
 
 import httpx
-from conftest import CAMPAIGN, Api, Receiver
 
 from sandbox import SandboxHandle
+from tests.sandbox.conftest import CAMPAIGN, Api, Receiver
 
 
 def test_config_partial_update_and_validation(api: Api) -> None:

@@ -6,10 +6,10 @@ import time
 
 import httpx
 import pytest
-from conftest import CAMPAIGN, Api, make_config
 
 from sandbox import SandboxHandle, start_sandbox
 from sandbox.state import outcome_fails
+from tests.sandbox.conftest import CAMPAIGN, Api, make_config
 
 NUMBERS = [f"1202555{i:04d}" for i in range(40)]
 

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from conftest import CAMPAIGN, Api, wait_for
-
 from sandbox import SandboxHandle
+from tests.sandbox.conftest import CAMPAIGN, Api, wait_for
 
 
 def test_link_list_get_formats(api: Api, sandbox: SandboxHandle) -> None:

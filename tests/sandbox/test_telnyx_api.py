@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 
 import pytest
-from conftest import TELNYX_CAMPAIGN, Api
 
 from sandbox import SandboxHandle
+from tests.sandbox.conftest import TELNYX_CAMPAIGN, Api
 
 TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}$")
 

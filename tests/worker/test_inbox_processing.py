@@ -5,15 +5,18 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
+import pytest
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
+from models.batch import Entry, link_numbers
 from models.db import transaction
 from models.inbox import MAX_ATTEMPTS, store_delivery
 from models.links import request_link_of
 from models.statemachine import Direction, Signal, Source
-from models.tables import Alert, InboxItem
+from models.tables import Alert, InboxItem, Link, LinkEvent
 from providers.base import CallbackEvent, CallbackHandler, CallbackParseError, CallbackRequest
+from tests.statements import counting
 from worker.inbox import process_inbox, sweep_inbox
 
 
@@ -110,3 +113,23 @@ def test_duplicate_delivery_stores_nothing_new(engine: sa.Engine) -> None:
     with Session(engine) as s:
         (row,) = s.exec(select(InboxItem)).all()
         assert row.duplicate_deliveries == 1
+
+
+@pytest.mark.parametrize("size", [1, 50, 500])
+def test_statements_per_batch_do_not_grow_with_its_size(engine: sa.Engine, size: int) -> None:
+    numbers = [f"+1202556{i:04d}" for i in range(size)]
+    with transaction(engine) as s:
+        link_numbers(s, "fake", "C1", [Entry(n) for n in numbers], source=Source.API)
+        ids = [
+            store_delivery(s, "fake", n, json.dumps({"id": n, "number": n}).encode(), {}).id
+            for n in numbers
+        ]
+    with counting(engine) as statements:
+        outcomes = process_inbox(engine, {"fake": FakeHandler()}, ids)
+    assert outcomes == dict.fromkeys(ids, "applied")
+    with Session(engine) as s:
+        assert s.exec(select(sa.func.count()).where(Link.state == "COMPLETED")).one() == size
+        assert s.exec(select(sa.func.count()).where(LinkEvent.inbox_id.in_(ids))).one() == size  # type: ignore[union-attr]
+        assert all(link.next_poll_at is not None for link in s.exec(select(Link)).all())
+    # Inbox rows, links, link update, audit rows, poll-now, outcomes (+ SQLite's BEGIN).
+    assert len(statements) == 6 + (engine.dialect.name == "sqlite"), statements

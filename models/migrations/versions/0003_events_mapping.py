@@ -1,11 +1,12 @@
 """outbound event outbox and deliveries; per-carrier mapping status and its history
 
 Revision ID: 0003
-Revises: 0002
+Revises: 0005
 Create Date: 2026-11-25 10:00:00.000000
 
-``event_outbox`` gets one row per audit row in the audit row's transaction; the delivery
-task fans each out into one ``event_deliveries`` row per EVENT_WEBHOOK_URLS entry.
+``event_outbox`` gets one row per audit row in the audit row's transaction, from a trigger
+on ``link_events`` (so no writer of audit rows can forget it); the delivery task fans each
+out into one ``event_deliveries`` row per EVENT_WEBHOOK_URLS entry.
 ``links.carrier_mapping`` holds Telnyx's per-carrier mapping statuses, and
 ``mapping_changes`` their history (apart from the audit log: not a state change).
 """
@@ -19,7 +20,7 @@ from alembic import op
 import models.tables
 
 revision: str = "0003"
-down_revision: str | None = "0002"
+down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -42,6 +43,22 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("event_id"),
     )
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute(
+            "CREATE FUNCTION link_events_outbox() RETURNS trigger LANGUAGE plpgsql AS $$"
+            " BEGIN INSERT INTO event_outbox (event_id, link_id, created_at)"
+            " VALUES (NEW.id, NEW.link_id, NEW.recorded_at); RETURN NULL; END $$"
+        )
+        op.execute(
+            "CREATE TRIGGER link_events_outbox AFTER INSERT ON link_events"
+            " FOR EACH ROW EXECUTE FUNCTION link_events_outbox()"
+        )
+    else:
+        op.execute(
+            "CREATE TRIGGER link_events_outbox AFTER INSERT ON link_events BEGIN"
+            " INSERT INTO event_outbox (event_id, link_id, created_at)"
+            " VALUES (NEW.id, NEW.link_id, NEW.recorded_at); END"
+        )
     op.create_table(
         "event_deliveries",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -94,6 +111,11 @@ def downgrade() -> None:
         batch_op.drop_index("ix_event_deliveries_order")
         batch_op.drop_index("ix_event_deliveries_due")
     op.drop_table("event_deliveries")
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute("DROP TRIGGER link_events_outbox ON link_events")
+        op.execute("DROP FUNCTION link_events_outbox()")
+    else:
+        op.execute("DROP TRIGGER link_events_outbox")
     op.drop_table("event_outbox")
     with op.batch_alter_table("links", schema=None) as batch_op:
         batch_op.drop_column("carrier_mapping")

@@ -13,7 +13,7 @@ from flask.testing import FlaskClient
 from common.settings import Settings
 from webhooks.app import create_app
 
-TOKEN = "test-api-token"
+TOKEN = "test-api-token-0123456789abcdefghij"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 

@@ -23,7 +23,7 @@ from schemathesis.specs.openapi.checks import (
 
 from webhooks.api import openapi_document
 
-TOKEN = "test-api-token"
+TOKEN = "test-api-token-0123456789abcdefghij"
 CHECKS = [
     not_a_server_error,
     status_code_conformance,

@@ -30,7 +30,8 @@ from models.statemachine import Direction, Observation, Signal, Source
 from models.tables import utcnow
 from webhooks.app import create_app
 
-TOKEN = "web-test-token"
+TOKEN = "web-test-token-0123456789abcdefghij"
+SECRET_KEY = "web-test-secret-key-0123456789abcdef"
 STUCK_AFTER = 3600
 TELNYX_KEY = Ed25519PrivateKey.from_private_bytes(b"\x07" * 32)
 TELNYX_PUBLIC = base64.b64encode(
@@ -42,6 +43,7 @@ def make_web_app(database_url: str, **settings: Any) -> Flask:
     values: dict[str, Any] = {
         "database_url": database_url,
         "api_token": TOKEN,
+        "secret_key": SECRET_KEY,
         "plivo_auth_id": "MAXXXXXXXXXXXXXXXXXX",
         "plivo_auth_token": "plivo-token",
         "telnyx_api_key": "KEY-telnyx",

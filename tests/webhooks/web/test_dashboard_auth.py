@@ -99,7 +99,7 @@ def test_login_never_redirects_to_another_site(client: FlaskClient) -> None:
 
 def test_changing_the_api_token_ends_existing_sessions(sqlite_url: str) -> None:
     first = make_web_app(sqlite_url)
-    second = make_web_app(sqlite_url, api_token="rotated-token")
+    second = make_web_app(sqlite_url, api_token="rotated-token-0123456789abcdefghijkl")
     try:
         c1 = first.test_client()
         assert login(c1).status_code == 302

@@ -8,7 +8,8 @@ import sqlalchemy as sa
 import time_machine
 from sqlmodel import Session, col, select
 
-from models import alerts
+from models.alerts.grouping import GROUP_THRESHOLD
+from models.alerts.states import DeliveryState
 from models.db import transaction
 from models.links import request_link_of, request_unlink_of
 from models.statemachine import AlertKind, Direction, Signal, Source
@@ -57,18 +58,18 @@ def test_a_bulk_failure_of_1000_numbers_is_a_handful_of_digests(
     assert sorted(a.number for a in members if a.number) == sorted(numbers)
     digest_rows = {a.id: a for a in rows if a.is_digest}
     for a in members:
-        assert a.state in (alerts.SENT, alerts.GROUPED)
-        if a.state == alerts.GROUPED:
-            assert digest_rows[a.digest_id].state == alerts.SENT
+        assert a.state in (DeliveryState.SENT, DeliveryState.GROUPED)
+        if a.state == DeliveryState.GROUPED:
+            assert digest_rows[a.digest_id].state == DeliveryState.SENT
             assert a.sent_at == digest_rows[a.digest_id].sent_at
 
 
 def test_a_few_alerts_on_a_campaign_are_not_grouped(engine: sa.Engine, receiver: Receiver) -> None:
     with time_machine.travel(T0, tick=False):
-        fail_links(engine, [number(i) for i in range(alerts.GROUP_THRESHOLD)], now=T0)
+        fail_links(engine, [number(i) for i in range(GROUP_THRESHOLD)], now=T0)
         fail_links(engine, [number(100 + i) for i in range(3)], campaign="CAMP2", now=T0)
         deliver_alerts(engine, [receiver.url()])
-    assert len(receiver.accepted()) == alerts.GROUP_THRESHOLD + 3
+    assert len(receiver.accepted()) == GROUP_THRESHOLD + 3
     assert not any(p.doc["digest"] for p in receiver.accepted())
 
 
@@ -94,7 +95,7 @@ def test_a_stuck_link_is_alerted_once_however_often_detection_runs(
         clock.shift(timedelta(hours=1))
         assert detect_stuck(engine, stuck_after=STUCK_AFTER) == 0
     (alert,) = all_alerts(engine)
-    assert alert.kind == AlertKind.STUCK.value and alert.state == alerts.SENT
+    assert alert.kind == AlertKind.STUCK.value and alert.state == DeliveryState.SENT
     (post,) = receiver.accepted()
     doc = post.doc
     assert doc["kind"] == "stuck" and doc["numbers"] == [number(1)]

@@ -18,7 +18,8 @@ import time_machine
 from sqlmodel import Session, col, select
 
 from common.metrics import ALERT_DELIVERIES
-from models import alerts
+from models.alerts import delivery, messages
+from models.alerts.states import DeliveryState
 from models.db import transaction
 from models.links import request_link_of
 from models.statemachine import AlertKind, Signal, Source
@@ -72,7 +73,7 @@ def test_every_failed_transition_is_delivered_exactly_once(
     assert posts[0].body["title"].startswith("[dlcsync]")
     assert posts[0].body["type"] == "failure"
     for alert in rows(engine):
-        assert alert.state == alerts.SENT and alert.sent_at == T0 and alert.attempts == 1
+        assert alert.state == DeliveryState.SENT and alert.sent_at == T0 and alert.attempts == 1
 
 
 def test_a_500_is_retried_with_backoff(engine: sa.Engine, receiver: Receiver) -> None:
@@ -82,11 +83,11 @@ def test_a_500_is_retried_with_backoff(engine: sa.Engine, receiver: Receiver) ->
         stats = deliver_alerts(engine, [receiver.url()])
         assert stats.retrying == 1
         (alert,) = rows(engine)
-        assert alert.state == alerts.PENDING and alert.attempts == 1
+        assert alert.state == DeliveryState.PENDING and alert.attempts == 1
         assert alert.last_error and "500" in alert.last_error
         assert alert.next_attempt_at is not None
         wait = alert.next_attempt_at - T0
-        assert alerts.BACKOFF_BASE / 2 <= wait <= alerts.BACKOFF_BASE
+        assert delivery.BACKOFF_BASE / 2 <= wait <= delivery.BACKOFF_BASE
         # Not due yet: nothing is sent.
         assert deliver_alerts(engine, [receiver.url()]).sent == 0
         assert len(receiver.posts) == 1
@@ -95,7 +96,7 @@ def test_a_500_is_retried_with_backoff(engine: sa.Engine, receiver: Receiver) ->
         assert deliver_alerts(engine, [receiver.url()]).sent == 1
     assert len(receiver.accepted()) == 1
     (alert,) = rows(engine)
-    assert alert.state == alerts.SENT and alert.attempts == 2 and alert.last_error is None
+    assert alert.state == DeliveryState.SENT and alert.attempts == 2 and alert.last_error is None
 
 
 def test_an_unreachable_endpoint_backs_off_then_gives_up(engine: sa.Engine) -> None:
@@ -104,22 +105,22 @@ def test_an_unreachable_endpoint_backs_off_then_gives_up(engine: sa.Engine) -> N
     with time_machine.travel(T0, tick=False) as clock:
         fail_links(engine, [number(1)], now=T0)
         waits = []
-        for attempt in range(1, alerts.MAX_ATTEMPTS + 1):
+        for attempt in range(1, delivery.MAX_ATTEMPTS + 1):
             deliver_alerts(engine, [url])
             (alert,) = rows(engine)
             assert alert.attempts == attempt
-            if attempt < alerts.MAX_ATTEMPTS:
-                assert alert.state == alerts.PENDING and alert.next_attempt_at is not None
+            if attempt < delivery.MAX_ATTEMPTS:
+                assert alert.state == DeliveryState.PENDING and alert.next_attempt_at is not None
                 wait = alert.next_attempt_at - datetime.now(UTC)
-                full = min(alerts.BACKOFF_CAP, alerts.BACKOFF_BASE * 2 ** (attempt - 1))
+                full = min(delivery.BACKOFF_CAP, delivery.BACKOFF_BASE * 2 ** (attempt - 1))
                 assert full / 2 <= wait <= full
                 waits.append(wait)
                 clock.shift(wait + timedelta(seconds=1))
         assert deliver_alerts(engine, [url]).sent == 0  # nothing left to try
     (alert,) = rows(engine)
-    assert alert.state == alerts.FAILED and alert.next_attempt_at is None
+    assert alert.state == DeliveryState.FAILED and alert.next_attempt_at is None
     assert alert.last_error and "url 1" in alert.last_error
-    assert max(waits) <= alerts.BACKOFF_CAP
+    assert max(waits) <= delivery.BACKOFF_CAP
     assert counter("gave_up") == gave_up_before + 1
 
 
@@ -131,11 +132,11 @@ def test_one_dead_url_does_not_stop_the_others_nor_resend_to_them(
         fail_links(engine, [number(1), number(2)], now=T0)
         deliver_alerts(engine, urls)
         assert len(receiver.accepted()) == 2
-        assert {a.state for a in rows(engine)} == {alerts.PENDING}
-        clock.shift(alerts.BACKOFF_BASE + timedelta(seconds=1))
+        assert {a.state for a in rows(engine)} == {DeliveryState.PENDING}
+        clock.shift(delivery.BACKOFF_BASE + timedelta(seconds=1))
         deliver_alerts(engine, [urls[0]])  # the dead URL is gone from ALERT_URLS
     assert len(receiver.accepted()) == 2  # the good endpoint got each alert once
-    assert {a.state for a in rows(engine)} == {alerts.SENT}
+    assert {a.state for a in rows(engine)} == {DeliveryState.SENT}
 
 
 def test_without_alert_urls_alerts_are_logged_and_stored(engine: sa.Engine) -> None:
@@ -145,7 +146,7 @@ def test_without_alert_urls_alerts_are_logged_and_stored(engine: sa.Engine) -> N
             stats = deliver_alerts(engine, [])
     assert stats.logged == 1
     (alert,) = rows(engine)
-    assert alert.state == alerts.LOGGED and alert.sent_at == T0
+    assert alert.state == DeliveryState.LOGGED and alert.sent_at == T0
     (entry,) = [e for e in logs if e["event"] == "alert"]
     assert entry["kind"] == "link_failed" and entry["number"] == number(1)
     assert REASON in entry["text"] and "What to do" in entry["text"]
@@ -157,15 +158,15 @@ def test_a_worker_killed_mid_send_is_covered_by_the_lease(
     with time_machine.travel(T0, tick=False) as clock:
         fail_links(engine, [number(1)], now=T0)
         with transaction(engine) as s:  # a worker claims it, then dies before sending
-            (claim,) = alerts.claim_due(s)
+            (claim,) = delivery.claim_due(s)
         assert deliver_alerts(engine, [receiver.url()]).sent == 0  # still leased
-        clock.shift(alerts.SEND_LEASE + timedelta(seconds=1))
+        clock.shift(delivery.SEND_LEASE + timedelta(seconds=1))
         assert deliver_alerts(engine, [receiver.url()]).sent == 1
         with transaction(engine) as s:  # the dead worker's late finish changes nothing
-            assert not alerts.mark_delivered(s, claim, delivered_to=(), logged_only=False)
+            assert not delivery.mark_delivered(s, claim, delivered_to=(), logged_only=False)
     assert len(receiver.accepted()) == 1
     (alert,) = rows(engine)
-    assert alert.state == alerts.SENT and alert.attempts == 2
+    assert alert.state == DeliveryState.SENT and alert.attempts == 2
 
 
 def test_concurrent_workers_never_send_the_same_alert(
@@ -191,7 +192,7 @@ def test_concurrent_workers_never_send_the_same_alert(
     assert errors == []
     sent = [p.doc["numbers"][0] for p in receiver.accepted()]
     assert sorted(sent) == sorted(number(i) for i in range(40))
-    assert {a.state for a in rows(engine)} == {alerts.SENT}
+    assert {a.state for a in rows(engine)} == {DeliveryState.SENT}
 
 
 def test_a_hanging_endpoint_never_blocks_link_processing(
@@ -207,9 +208,11 @@ def test_a_hanging_endpoint_never_blocks_link_processing(
     fail_links(engine, [number(i) for i in range(2, 12)], campaign="OTHER")
     took = time.monotonic() - started
     runner.join(10)
-    assert took < 0.5, f"link processing waited {took:.2f}s for alert delivery"
+    # Blocked, it would wait for the rest of the 1.5 s hang (>= 1.3 s); 1.0 s leaves room for
+    # a loaded machine without letting a blocked run pass.
+    assert took < 1.0, f"link processing waited {took:.2f}s for alert delivery"
     first = rows(engine, col(Alert.number) == number(1))[0]
-    assert first.state == alerts.PENDING and first.attempts == 1 and first.last_error
+    assert first.state == DeliveryState.PENDING and first.attempts == 1 and first.last_error
 
 
 def test_drift_is_alerted_once(engine: sa.Engine, receiver: Receiver) -> None:
@@ -224,7 +227,7 @@ def test_drift_is_alerted_once(engine: sa.Engine, receiver: Receiver) -> None:
                 observe(s, "plivo", number(1), Signal.NOT_LINKED, "NOT_FOUND", now=now)
         deliver_alerts(engine, [receiver.url()])
     drift = rows(engine, col(Alert.kind) == AlertKind.DRIFT.value)
-    assert len(drift) == 1 and drift[0].state == alerts.SENT
+    assert len(drift) == 1 and drift[0].state == DeliveryState.SENT
     (post,) = receiver.accepted()
     assert post.doc["kind"] == "drift" and post.doc["numbers"] == [number(1)]
     assert post.doc["state"] == "UNLINKED"
@@ -232,7 +235,7 @@ def test_drift_is_alerted_once(engine: sa.Engine, receiver: Receiver) -> None:
 
 @pytest.mark.parametrize("kind", list(AlertKind))
 def test_every_kind_says_what_when_why_and_what_next(kind: AlertKind) -> None:
-    claim = alerts.Claimed(
+    claim = delivery.Claimed(
         id=7,
         attempts=1,
         kind=kind.value,
@@ -244,7 +247,7 @@ def test_every_kind_says_what_when_why_and_what_next(kind: AlertKind) -> None:
         created_at=T0,
         delivered_to=(),
     )
-    message = alerts.render(claim)
+    message = messages.render(claim)
     assert "+12025550100" in message.title and "CAMPX" in message.title
     for needle in ("+12025550100", "CAMPX", "because", T0.isoformat(), "What to do:"):
         assert needle in message.text
