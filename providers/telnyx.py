@@ -65,6 +65,7 @@ from .base import (
     VerificationError,
 )
 from .http import (
+    check_page_size,
     decode_json,
     error_json,
     make_http_client,
@@ -350,8 +351,7 @@ class TelnyxClient(ProviderClient):
             records = body["data"]
         if not isinstance(records, list):
             raise malformed(response, NAME, "'records' is missing or not a list")
-        if len(records) > self.page_size:
-            raise malformed(response, NAME, f"{len(records)} records on a page of {self.page_size}")
+        check_page_size(response, NAME, records, asked=self.page_size)
         total = body.get("totalRecords")
         if total is None and isinstance(body.get("meta"), dict):
             total = body["meta"].get("total_results")
