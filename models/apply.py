@@ -32,6 +32,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session
 
+from models import mapping
 from models.alerts.outbox import alert_values
 from models.db import insert_many, is_postgres, update_many
 from models.links import (
@@ -132,6 +133,13 @@ def save_batch(
     insert_many(
         session, LinkEvent, [e for k, rows in events.items() if k not in lost for e in rows]
     )
+    for index, (item, decision) in enumerate(zip(items, decisions, strict=True)):
+        key = (item.provider, item.number)
+        if index in after_retry:
+            continue  # applied after the retry, below
+        # Only when the mapping changed does this write (rare): no statement per row otherwise.
+        if key in current and key not in lost and mapping.applies(decision):
+            mapping.record(session, current[key], item.obs, now=now)
     _insert_alerts(session, [a for k, rows in raised.items() if k not in lost for a in rows])
     for provider, number in sorted(retrying - lost):
         retry_dormant(session, provider, number, now=now)

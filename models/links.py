@@ -15,6 +15,7 @@ from typing import Any, Protocol, TypeVar
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
+from models import mapping
 from models.alerts.outbox import raise_alert
 from models.db import insert_ignoring_conflicts
 from models.statemachine import (
@@ -243,6 +244,8 @@ def apply_observation(
     if unknown is not None:
         _raise(session, link, unknown, now)
     if decision.verdict is not Verdict.APPLIED:
+        if mapping.applies(decision):
+            mapping.record(session, link, obs, now=now)
         return decision
     retry = dormant_retry_due(session, link, obs, decision)
     change = change_of(link, obs, decision, now=now, inbox_id=inbox_id, retrying=retry)
@@ -250,6 +253,8 @@ def apply_observation(
     _cas_update(session, link, **change.values)
     if change.alert is not None:
         _raise(session, link, change.alert, now)
+    if mapping.applies(decision):
+        mapping.record(session, link, obs, now=now)
     if retry:
         retry_dormant(session, provider, number, now=now)
     return decision
@@ -466,6 +471,7 @@ def generation_change(
         "generation_started_at": started,
         "provider_status": None,
         "failure_reason": None,
+        "carrier_mapping": None,
         "drift": False,
         "next_poll_at": now,
         "poll_attempts": 0,

@@ -137,6 +137,9 @@ class Observation:
     provider_time: datetime | None = None
     #: The provider says this failure is cured by asking once more (a dormant campaign).
     retry_once: bool = False
+    #: Per-carrier mapping statuses (Telnyx), e.g. (("tmobile", "ADDED"),); not a state:
+    #: ``decide`` ignores it, models.mapping records it.
+    carrier_mapping: tuple[tuple[str, str], ...] | None = None
 
     @property
     def fresh(self) -> bool:

@@ -92,6 +92,8 @@ class NumberStatus:
     #: A failure that one more attempt cures (Telnyx: the campaign was dormant, and the
     #: failed assignment reactivated it).
     retry_once: bool = False
+    #: Per-carrier mapping statuses when the provider reports them (Telnyx), sorted pairs.
+    carrier_mapping: tuple[tuple[str, str], ...] | None = None
 
 
 @dataclass(frozen=True)

@@ -55,6 +55,7 @@ from .base import (
     VerificationError,
 )
 from .http import (
+    check_page_size,
     decode_json,
     error_json,
     make_http_client,
@@ -335,11 +336,9 @@ class PlivoClient(ProviderClient):
                 params={"limit": self.page_size, "offset": offset},
                 number_scoped=False,
             )
-            page = self._entries(response, campaign_id)
-            if len(page) > self.page_size:
-                raise malformed(
-                    response, NAME, f"{len(page)} numbers on a page of {self.page_size}"
-                )
+            page = check_page_size(
+                response, NAME, self._entries(response, campaign_id), asked=self.page_size
+            )
             new = [e for e in page if e.number not in seen]
             for entry in page:
                 seen[entry.number] = entry

@@ -66,6 +66,7 @@ from .base import (
     VerificationError,
 )
 from .http import (
+    check_page_size,
     decode_json,
     error_json,
     make_http_client,
@@ -145,6 +146,28 @@ def map_webhook_status(kind: str, status: str) -> tuple[Signal | None, Direction
     if kind == "STATUS_UPDATE":
         return WEBHOOK_STATUS.get((kind, status.upper()), (None, None))
     return WEBHOOK_STATUS.get((kind, status.lower()), (None, None))
+
+
+#: Per-carrier mapping fields of an assignment record (REFERENCE §12) -> our carrier names.
+MAPPING_FIELDS = {
+    "tmobileNumberMappingStatus": "tmobile",
+    "nonTmobileNumberMappingStatus": "non_tmobile",
+    "attNumberMappingStatus": "att",
+}
+
+
+def carrier_mapping(item: Mapping[str, Any]) -> tuple[tuple[str, str], ...] | None:
+    """The record's per-carrier mapping statuses (ADDED, PENDING, FAILED...), or None.
+
+    Values are kept as sent (upper-cased, at most 32 characters); absent or non-string
+    fields are left out, so a record without them changes nothing stored.
+    """
+    found = [
+        (carrier, value.strip().upper()[:32])
+        for name, carrier in MAPPING_FIELDS.items()
+        if isinstance(value := item.get(name), str) and value.strip()
+    ]
+    return tuple(sorted(found)) or None
 
 
 def parse_time(value: object) -> datetime | None:
@@ -424,8 +447,7 @@ class TelnyxClient(ProviderClient):
             records = body["data"]
         if not isinstance(records, list):
             raise malformed(response, NAME, "'records' is missing or not a list")
-        if len(records) > self.page_size:
-            raise malformed(response, NAME, f"{len(records)} records on a page of {self.page_size}")
+        check_page_size(response, NAME, records, asked=self.page_size)
         total = body.get("totalRecords")
         if total is None and isinstance(body.get("meta"), dict):
             total = body["meta"].get("total_results")
@@ -486,6 +508,7 @@ class TelnyxClient(ProviderClient):
             provider_time=parse_time(item.get("updatedAt")),
             reason=reason,
             retry_once=is_dormant_failure(signal, direction or default, reason),
+            carrier_mapping=carrier_mapping(item),
         )
 
 

@@ -27,9 +27,12 @@ from sandbox import telnyx_spec
 from sandbox.callbacks import Dispatcher, is_shared_campaign, tcr_campaign_id
 from sandbox.campaigns import CampaignConfigError, plivo_campaign, telnyx_campaign
 from sandbox.config import ConfigError, SandboxConfig
+from sandbox.events import EventReceiver
 from sandbox.signing import TelnyxSigner
 from sandbox.state import (
     LINK_FAILED,
+    LINKED,
+    PENDING_LINK,
     PROVIDERS,
     UNLINK_FAILED,
     Carrier,
@@ -127,6 +130,7 @@ class Sandbox:
         self._requests: dict[tuple[str, str, str, str], int] = defaultdict(int)
         self._faults: dict[str, int] = defaultdict(int)
         self._accounts: dict[str, _AccountStats] = {}
+        self.events = EventReceiver()
         self._ticker = threading.Thread(target=self._tick, name="sandbox-ticker", daemon=True)
         self._ticker.start()
         self.url_map = self._build_map()
@@ -166,6 +170,7 @@ class Sandbox:
                 self._signer = TelnyxSigner.from_hex(self._cfg.telnyx_seed)
         self.carrier.reset()
         self.dispatcher.reset()
+        self.events.reset()
         self._reseed(self._cfg.seed)
         with self._stats_lock:
             self._requests.clear()
@@ -286,6 +291,7 @@ class Sandbox:
             ("callbacks", ["GET"]),
             ("health", ["GET"]),
             ("env", ["GET"]),
+            ("events", ["GET", "POST"]),
         ):
             rules.append(Rule(f"/_sandbox/{name}", endpoint=f"control.{name}", methods=methods))
         return Map(rules, strict_slashes=True, merge_slashes=False)
@@ -313,6 +319,14 @@ class Sandbox:
             reply = self._not_found(provider)
             endpoint, args = "unrouted", {}
         else:
+            if endpoint == "control.events" and request.method == "POST":
+                status, answer = self.events.receive(
+                    request.get_data(),
+                    {k.lower(): v for k, v in request.headers.items()},
+                    self._cfg.event_secret,
+                    lambda: self._chance(self._cfg.event_refuse_ratio),
+                )
+                return self._respond(_Reply(status, answer))(environ, start_response)
             if provider == "control":
                 reply = self._control(endpoint.split(".", 1)[1], request)
                 return self._respond(reply)(environ, start_response)
@@ -759,7 +773,21 @@ class Sandbox:
         }
         if rec.status in (LINK_FAILED, UNLINK_FAILED) and rec.failure_reason:
             out["failureReasons"] = rec.failure_reason
+        out |= self._telnyx_mapping(rec)
         return out
+
+    def _telnyx_mapping(self, rec: Record) -> dict[str, str]:
+        """Per-carrier mapping statuses: PENDING while assigning, ADDED once assigned, except
+        the carrier ``telnyx_mapping_failures`` names for this number (or "*"): FAILED."""
+        if rec.status not in (PENDING_LINK, LINKED):
+            return {}
+        failures = self._cfg.telnyx_mapping_failures
+        failed = failures.get(rec.number, failures.get("*"))
+        done = rec.status == LINKED
+        return {
+            field: ("FAILED" if carrier == failed else "ADDED") if done else "PENDING"
+            for field, carrier in TELNYX_MAPPING_FIELDS.items()
+        }
 
     def _telnyx_body(self, request: Request) -> tuple[str, str] | _Reply:
         try:
@@ -956,6 +984,13 @@ class Sandbox:
             return _Reply(200, {"ok": True, "callbacks_pending": self.dispatcher.pending()})
         if name == "env":
             return _Reply(200, self.env(request.host_url.rstrip("/")))
+        if name == "events":
+            try:
+                since_seq = int(request.args.get("since_seq", 0))
+                limit = int(request.args.get("limit", 1000))
+            except ValueError:
+                return _Reply(400, {"error": "since_seq and limit must be integers"})
+            return _Reply(200, self.events.log(since_seq, limit))
         return _Reply(404, {"error": "unknown control endpoint"})
 
     def _control_campaigns(self, name: str, request: Request, body: dict[str, Any]) -> _Reply:
@@ -990,6 +1025,13 @@ class Sandbox:
             parsed.append((number, cid, item.get("status") == "pending"))
         return _Reply(200, {"preloaded": self.carrier.preload(provider, parsed)})
 
+
+#: Assignment record fields of the per-carrier mapping statuses -> carrier names.
+TELNYX_MAPPING_FIELDS = {
+    "tmobileNumberMappingStatus": "tmobile",
+    "nonTmobileNumberMappingStatus": "non_tmobile",
+    "attNumberMappingStatus": "att",
+}
 
 _TELNYX_TITLES = {
     "10004": "Missing required parameter",

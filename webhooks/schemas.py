@@ -20,7 +20,9 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    SerializerFunctionWrapHandler,
     WithJsonSchema,
+    model_serializer,
 )
 
 from models.desired import GROUPS, Change, Plan
@@ -161,6 +163,16 @@ class LinkOut(BaseModel):
     provider_status: str | None
     failure_reason: str | None
     updated_at: datetime
+    #: Telnyx per-carrier mapping ({"tmobile": "ADDED", ...}); left out when not reported,
+    #: so a link's shape stays DESIGN's for providers without it.
+    carrier_mapping: dict[str, str] | None = None
+
+    @model_serializer(mode="wrap")
+    def _omit_missing_mapping(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        if data.get("carrier_mapping") is None:
+            data.pop("carrier_mapping", None)
+        return data
 
     @classmethod
     def of(cls, link: Link) -> LinkOut:
@@ -173,6 +185,7 @@ class LinkOut(BaseModel):
             provider_status=link.provider_status,
             failure_reason=link.failure_reason,
             updated_at=link.updated_at,
+            carrier_mapping=link.carrier_mapping,
         )
 
     @classmethod

@@ -128,6 +128,7 @@ def observation(claim: Claim, status: NumberStatus, source: Source, now: datetim
         reason=status.reason,
         provider_time=status.provider_time,
         retry_once=status.retry_once,
+        carrier_mapping=status.carrier_mapping,
     )
 
 
