@@ -6,7 +6,7 @@ a "last id seen" cursor can skip an event for good. An outbox row written in the
 row's own transaction is consumed only once it is visible, whatever the commit order, so no
 event is ever skipped.
 
-The outbox row is written by a database trigger on ``link_events`` (migration 0003), the
+The outbox row is written by a database trigger on ``link_events`` (migration 0005), the
 way the audit log's append-only rule is kept: every writer of audit rows, single-row or
 set-based, present or future, gets its outbox rows in the same transaction without a line
 of its own and without one more statement per batch.

@@ -215,7 +215,7 @@ class Alert(SQLModel, table=True):
 
 class EventOutbox(SQLModel, table=True):
     """One row per audit row, written by a trigger on ``link_events`` in the audit row's
-    transaction (migration 0003; see models.events).
+    transaction (migration 0005; see models.events).
 
     Rows are consumed (fanned out to one delivery per URL, then deleted) by the delivery
     task, so the table holds only what has not been fanned out yet.

@@ -1,7 +1,7 @@
 """jobs, campaign limits and the per-link pre-flight override
 
-Revision ID: 0004
-Revises: 0003
+Revision ID: 0006
+Revises: 0005
 Create Date: 2026-12-10 10:00:00.000000
 
 ``jobs`` holds background operations started through the API (an adoption) with their
@@ -16,8 +16,8 @@ from alembic import op
 
 from models.tables import UTCDateTime
 
-revision: str = "0004"
-down_revision: str | None = "0003"
+revision: str = "0006"
+down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

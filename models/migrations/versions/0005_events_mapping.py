@@ -1,7 +1,7 @@
 """outbound event outbox and deliveries; per-carrier mapping status and its history
 
-Revision ID: 0003
-Revises: 0005
+Revision ID: 0005
+Revises: 0004
 Create Date: 2026-11-25 10:00:00.000000
 
 ``event_outbox`` gets one row per audit row in the audit row's transaction, from a trigger
@@ -19,8 +19,8 @@ from alembic import op
 
 import models.tables
 
-revision: str = "0003"
-down_revision: str | None = "0005"
+revision: str = "0005"
+down_revision: str | None = "0004"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
