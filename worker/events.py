@@ -19,9 +19,8 @@ from __future__ import annotations
 import hashlib
 import random
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -32,7 +31,7 @@ from standardwebhooks.webhooks import Webhook
 
 from common.metrics import EVENT_DELIVERIES
 from models import events
-from models.db import transaction
+from models.db import exclusive_run, transaction
 from models.tables import utcnow
 from providers.http import parse_retry_after
 
@@ -92,29 +91,6 @@ class DeliveryStats:
             self.results[k] = self.results.get(k, 0) + n
 
 
-@contextmanager
-def _exclusive_run(engine: sa.Engine) -> Iterator[bool]:
-    """At most one run at a time on PostgreSQL, so fan-out keeps each number's order.
-
-    A session lock on a connection held for the run: a killed worker's connection closes
-    and the lock goes with it. SQLite serialises writers anyway.
-    """
-    if engine.dialect.name != "postgresql":
-        yield True
-        return
-    with engine.connect() as conn:
-        got = bool(
-            conn.execute(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": RUN_LOCK_ID}).scalar()
-        )
-        conn.commit()
-        try:
-            yield got
-        finally:
-            if got:
-                conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": RUN_LOCK_ID})
-                conn.commit()
-
-
 def deliver_events(
     engine: sa.Engine,
     urls: Sequence[str],
@@ -128,7 +104,7 @@ def deliver_events(
 ) -> DeliveryStats:
     """One delivery run (see the module docstring)."""
     stats = DeliveryStats()
-    with _exclusive_run(engine) as mine:
+    with exclusive_run(engine, RUN_LOCK_ID) as mine:
         if not mine:
             return stats
         deadline = time.monotonic() + budget.total_seconds()

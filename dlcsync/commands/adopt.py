@@ -10,12 +10,11 @@ from __future__ import annotations
 import click
 import httpx
 import sqlalchemy as sa
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
 from common.settings import Settings
-from dlcsync.commands._common import MAX_ROWS, PROVIDERS, console, require_provider
+from dlcsync.commands._common import MAX_ROWS, PROVIDERS, console, progress_bar, require_provider
 
 
 @click.command("adopt")
@@ -38,14 +37,7 @@ def adopt(settings: Settings, provider: str, campaigns: tuple[str, ...], dry_run
     out = console()
     runtime = Runtime(settings)
     try:
-        with Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=out,
-            transient=True,
-        ) as progress:
+        with progress_bar(out) as progress:
             task = progress.add_task(f"listing {provider}", total=None)
 
             def advance(done: int, total: int) -> None:
