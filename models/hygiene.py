@@ -7,8 +7,9 @@
   number left, so a campaign that is refilled and emptied again alerts again).
 - ``campaign_failing``: more than half of the last ``FAILING_WINDOW`` finished link
   requests of a campaign (one per number: its current request) failed. Raised once per
-  campaign, with the most common reasons, so a bad campaign is named as such instead of
-  only as many per-number alerts.
+  campaign and ISO week while new failures keep coming, with the most common reasons, so a
+  bad campaign is named as such instead of only as many per-number alerts, and a campaign
+  that keeps failing (or fails again after a fix) is named again next week, not never.
 """
 
 from __future__ import annotations
@@ -119,7 +120,7 @@ def failing_share(
 
 
 def detect_failing(session: Session, *, now: datetime | None = None) -> int:
-    """Raise ``campaign_failing`` once per campaign whose links mostly fail."""
+    """Raise ``campaign_failing`` once per campaign and ISO week while its links mostly fail."""
     now = now or utcnow()
     candidates = session.exec(
         select(Link.provider, Link.campaign_id)
@@ -139,7 +140,7 @@ def detect_failing(session: Session, *, now: datetime | None = None) -> int:
             session,
             AlertKind.CAMPAIGN_FAILING,
             reason=f"{failed} of the last {FAILING_WINDOW} link requests failed: {top}",
-            key_extra=f"{provider}:{campaign_id}",
+            key_extra=f"{provider}:{campaign_id}:{now:%G-W%V}",
             payload={
                 "provider": provider,
                 "campaign_id": campaign_id,

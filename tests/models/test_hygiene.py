@@ -92,3 +92,27 @@ def test_campaign_failing_once_with_the_common_reasons(engine: sa.Engine) -> Non
     assert alert.payload["failed"] == 11
     assert alert.payload["reasons"] == {"number not in account": 8, "other": 3}
     assert alert.payload["reason"].startswith("11 of the last 20 link requests failed")
+
+
+def test_campaign_failing_again_next_week_while_failures_go_on(engine: sa.Engine) -> None:
+    with time_machine.travel(T0, tick=False) as clock:
+        numbers = [f"+1202556{i:04d}" for i in range(12)]
+        for n in numbers:
+            with transaction(engine) as s:
+                request_link_of(s, "telnyx", n, "C3", source=Source.API)
+        clock.shift(timedelta(minutes=1))
+        for n in numbers:
+            _observe(engine, n, Signal.FAILED, "campaign suspended")
+        assert _check(engine) == 1
+        clock.shift(timedelta(hours=6))  # still Sunday of the same ISO week, failures recent
+        assert _check(engine) == 0
+        clock.shift(9 * DAY)
+        assert _check(engine) == 0  # no failure in the last day: nothing new to say
+        late = "+12025569999"
+        with transaction(engine) as s:
+            request_link_of(s, "telnyx", late, "C3", source=Source.API)
+        clock.shift(timedelta(minutes=1))
+        _observe(engine, late, Signal.FAILED, "campaign suspended")
+        assert _check(engine) == 1
+        assert _check(engine) == 0
+    assert len(_alerts(engine, AlertKind.CAMPAIGN_FAILING)) == 2
