@@ -435,3 +435,22 @@ def recent(
         ).all():
             deliveries.setdefault(d.event_id, []).append(d)
     return [EventRow(e, deliveries.get(e.id or 0, [])) for e in events]
+
+
+def delete_finished(
+    session: Session, *, older_than: timedelta, now: datetime | None = None, limit: int = 1000
+) -> int:
+    """Delete up to ``limit`` finished deliveries (delivered, rejected, given up) created
+    before the retention cutoff; return how many went. Open ones are never touched, so the
+    per-number order holds; the audit rows stay, and ``redeliver`` recreates what it needs."""
+    cutoff = (now or utcnow()) - older_than
+    ids = select(EventDelivery.id).where(
+        col(EventDelivery.state).in_([DELIVERED, REJECTED, FAILED]),
+        col(EventDelivery.created_at) < cutoff,
+    )
+    result = session.connection().execute(
+        sa.delete(DELIVERIES)
+        .where(DELIVERIES.c.id.in_(ids.order_by(col(EventDelivery.id)).limit(limit)))
+        .where(DELIVERIES.c.state.in_([DELIVERED, REJECTED, FAILED]))
+    )
+    return int(result.rowcount or 0)

@@ -45,7 +45,8 @@ def register(app: Celery) -> Celery:
 
     @app.task(name=PURGE_INBOX)
     def purge_inbox() -> int:
-        """Delete processed inbox rows past INBOX_RETENTION_DAYS, in bounded batches."""
+        """Delete processed inbox rows (and finished event deliveries) past
+        INBOX_RETENTION_DAYS, in bounded batches."""
         rt = get_runtime(app)
         return inbox.purge_inbox(
             rt.engine, older_than=timedelta(days=rt.settings.inbox_retention_days)

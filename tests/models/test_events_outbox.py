@@ -208,3 +208,25 @@ def test_redeliver_adds_deliveries_for_a_new_url_and_reports_oldest(engine: sa.E
         n = events.redeliver(s, since=at(1), url_keys=["u2"], now=at(10))
     assert n == 2
     assert sorted(d.event_id for d in _deliveries(engine) if d.url_key == "u2") == [2, 3]
+
+
+def test_retention_deletes_only_finished_deliveries_past_the_cutoff(engine: sa.Engine) -> None:
+    _history(engine, A)
+    with transaction(engine) as s:
+        events.fan_out(s, ["u1"], now=at(5))
+    first, second, third = (d.id for d in _deliveries(engine))
+    with transaction(engine) as s:  # delivered, rejected, still open
+        for delivery_id, state in ((first, events.DELIVERED), (second, events.REJECTED)):
+            s.execute(
+                sa.update(EventDelivery)
+                .where(EventDelivery.id == delivery_id)  # type: ignore[arg-type]
+                .values(state=state)
+            )
+    month = timedelta(days=30)
+    with transaction(engine) as s:  # not old enough yet
+        assert events.delete_finished(s, older_than=month, now=at(5) + month / 2) == 0
+    with transaction(engine) as s:
+        assert events.delete_finished(s, older_than=month, now=at(5) + 2 * month, limit=1) == 1
+    with transaction(engine) as s:
+        assert events.delete_finished(s, older_than=month, now=at(5) + 2 * month) == 1
+    assert [(d.id, d.state) for d in _deliveries(engine)] == [(third, events.PENDING)]
