@@ -61,6 +61,11 @@ ALERT_DELIVERIES = Counter(
     "Alert delivery attempts by result (sent, failed, gave_up)",
     ["result"],
 )
+EVENT_DELIVERIES = Counter(
+    "dlcsync_event_deliveries_total",
+    "Outbound event delivery attempts by result (delivered, retry, rejected, failed)",
+    ["result"],
+)
 
 #: Webhook answers by HTTP status (DESIGN §4); 200 is "accepted" or "duplicate".
 WEBHOOK_OUTCOME_BY_STATUS = {

@@ -6,10 +6,15 @@ passes plain values down. Secrets are `SecretStr`, so a repr or a log line never
 
 from __future__ import annotations
 
+import base64
+import binascii
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: Standard Webhooks secrets are "whsec_" + base64 of the key.
+EVENT_SECRET_PREFIX = "whsec_"
 
 DEFAULT_SQLITE_URL = f"sqlite:///{Path('var/dlcsync.db').resolve()}"
 
@@ -43,15 +48,47 @@ class Settings(BaseSettings):
     plivo_rate_limit_per_second: float = Field(default=50, gt=0)
     telnyx_rate_limit_per_second: float = Field(default=2, gt=0)
 
+    #: Outbound events (Standard Webhooks): space-separated receiver URLs and their secret.
+    event_webhook_urls: str | None = None
+    event_webhook_secret: SecretStr | None = None
+
     @field_validator("public_url", "plivo_api_url", "telnyx_api_url")
     @classmethod
     def _strip_trailing_slash(cls, value: str) -> str:
         return value.rstrip("/")
 
-    @field_validator("redis_url", "plivo_auth_id", "telnyx_public_key", "alert_urls")
+    @field_validator(
+        "redis_url", "plivo_auth_id", "telnyx_public_key", "alert_urls", "event_webhook_urls"
+    )
     @classmethod
     def _empty_is_unset(cls, value: str | None) -> str | None:
         return value or None
+
+    @model_validator(mode="after")
+    def _event_secret_when_urls(self) -> Settings:
+        if not self.event_webhook_url_list:
+            return self
+        secret = self.event_webhook_secret.get_secret_value() if self.event_webhook_secret else ""
+        if not secret:
+            raise ValueError("EVENT_WEBHOOK_SECRET is required when EVENT_WEBHOOK_URLS is set")
+        if not secret.startswith(EVENT_SECRET_PREFIX):
+            raise ValueError("EVENT_WEBHOOK_SECRET must start with 'whsec_' (Standard Webhooks)")
+        try:
+            key = base64.b64decode(secret[len(EVENT_SECRET_PREFIX) :], validate=True)
+        except binascii.Error:
+            raise ValueError(
+                "EVENT_WEBHOOK_SECRET: the part after 'whsec_' is not base64"
+            ) from None
+        if len(key) < 24:
+            raise ValueError("EVENT_WEBHOOK_SECRET: the key is shorter than 24 bytes")
+        for url in self.event_webhook_url_list:
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"EVENT_WEBHOOK_URLS: {url[:60]!r} is not an http(s) URL")
+        return self
+
+    @property
+    def event_webhook_url_list(self) -> list[str]:
+        return (self.event_webhook_urls or "").split()
 
     @field_validator("secret_key")
     @classmethod

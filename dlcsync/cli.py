@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import click
+from pydantic import ValidationError
 
 from common.settings import Settings
 
@@ -32,7 +33,11 @@ class Group(click.Group):
 @click.pass_context
 def main(ctx: click.Context) -> None:
     """dlcsync keeps US 10DLC number-to-campaign links consistent with the carrier."""
-    ctx.obj = Settings()
+    try:
+        ctx.obj = Settings()
+    except ValidationError as exc:
+        problems = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
+        raise click.ClickException(f"configuration: {problems}") from None
 
 
 @main.group()
@@ -61,7 +66,11 @@ def db_check(settings: Settings) -> None:
 
 def _register_subcommands() -> None:
     """Commands that live in their own modules (imported lazily by click at call time)."""
+    from dlcsync.commands.adopt import adopt
     from dlcsync.commands.alerts import alerts
+    from dlcsync.commands.campaign import campaign
+    from dlcsync.commands.desired import apply, plan
+    from dlcsync.commands.events import events
     from dlcsync.commands.export import export
     from dlcsync.commands.history import history
     from dlcsync.commands.links import link, unlink
@@ -72,7 +81,20 @@ def _register_subcommands() -> None:
 
     main.add_command(sandbox)
     main.add_command(run)
-    for command in (link, unlink, status, history, reconcile, export, alerts):
+    for command in (
+        link,
+        unlink,
+        status,
+        history,
+        reconcile,
+        export,
+        alerts,
+        events,
+        adopt,
+        plan,
+        apply,
+        campaign,
+    ):
         main.add_command(command)
 
 

@@ -1,4 +1,5 @@
-"""Reading phone numbers from an operator's CSV file (``dlcsync link --file``).
+"""Reading phone numbers from an operator's CSV file (``dlcsync link --file``), and
+desired-state files (``dlcsync plan/apply``: header ``provider,number,campaign_id``).
 
 Two shapes are accepted: one number per line, or a header row naming a ``number`` (or
 ``phone_number``) column among others, which are ignored. Blank lines and lines starting
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from models.batch import Entry, NumberResult
+from models.desired import BadLine, Desired
 
 NUMBER_COLUMNS = ("number", "phone_number")
 #: 64 MiB, about four million numbers: bigger than any sane number list, and keeps a wrong
@@ -82,17 +84,20 @@ def _kind(mode: int) -> str:
     return "not a file"
 
 
-def parse_numbers(data: bytes, *, name: str = "<input>") -> NumberFile:
+def _text(data: bytes, name: str) -> str:
     if b"\x00" in data:
         raise CsvInputError(f"{name} is a binary file, not a CSV text file")
     try:
-        text = data.decode("utf-8-sig")
+        return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
         raise CsvInputError(
             f"{name} is not UTF-8 text (bad byte 0x{data[exc.start]:02x} on line {line})"
         ) from None
 
+
+def parse_numbers(data: bytes, *, name: str = "<input>") -> NumberFile:
+    text = _text(data, name)
     result = NumberFile()
     column: int | None = None
     width = 1
@@ -135,3 +140,53 @@ def _shape(first: list[str]) -> tuple[int, int, bool]:
 def _only_trailing_blanks(cells: list[str], width: int) -> bool:
     """``+15551234567,`` (a spreadsheet's trailing comma) still has the right shape."""
     return len(cells) > width and not any(cells[width:])
+
+
+#: The header of a desired-state file (any order; other columns are ignored).
+DESIRED_COLUMNS = ("provider", "number", "campaign_id")
+
+
+@dataclass
+class DesiredFile:
+    lines: list[Desired] = field(default_factory=list)
+    #: Lines that cannot be read (wrong column count), as bad lines with their reason.
+    problems: list[BadLine] = field(default_factory=list)
+
+
+def read_desired(path: str | Path) -> DesiredFile:
+    """The lines of a desired-state CSV; raises CsvInputError when it has no proper header."""
+    path = Path(path)
+    return parse_desired(read_capped(path), name=str(path))
+
+
+def parse_desired(data: bytes, *, name: str = "<input>") -> DesiredFile:
+    result = DesiredFile()
+    columns: list[int] | None = None
+    width = 0
+    reader = csv.reader(io.StringIO(_text(data, name), newline=""))
+    try:
+        for row in reader:
+            line = reader.line_num
+            cells = [c.strip() for c in row]
+            if not any(cells) or cells[0].startswith("#"):
+                continue
+            if columns is None:
+                names = [c.lower() for c in cells]
+                if not all(c in names for c in DESIRED_COLUMNS):
+                    raise CsvInputError(
+                        f"{name} line {line}: the first line must be the header "
+                        f"{','.join(DESIRED_COLUMNS)}"
+                    )
+                columns, width = [names.index(c) for c in DESIRED_COLUMNS], len(cells)
+                continue
+            if len(cells) != width and not _only_trailing_blanks(cells, width):
+                reason = f"wrong column count: expected {width}, got {len(cells)}"
+                result.problems.append(BadLine(line, ",".join(row)[:80], reason))
+                continue
+            provider, number, campaign = (cells[i] for i in columns)
+            result.lines.append(Desired(provider, number, campaign, line))
+    except csv.Error as exc:
+        raise CsvInputError(f"{name} line {reader.line_num}: {exc}") from None
+    if columns is None:
+        raise CsvInputError(f"{name} is empty: expected the header {','.join(DESIRED_COLUMNS)}")
+    return result

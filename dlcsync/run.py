@@ -8,6 +8,7 @@ every process it started (each in its own process group, stopped by recorded id)
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import os
 import secrets
@@ -138,6 +139,17 @@ def run(port: int | None, sandbox_port: int, samples: bool, worker_concurrency: 
             _wait_http(f"{sandbox_url}/_sandbox/health", 30, sup, "sandbox")
             env.update(httpx.get(f"{sandbox_url}/_sandbox/env", trust_env=False).json())
             click.echo(f"sandbox carrier (fake Plivo + Telnyx) on {sandbox_url}")
+            if not env.get("EVENT_WEBHOOK_URLS"):
+                # The sandbox also receives dlcsync's outbound events and checks their
+                # signatures with a secret made for this run.
+                secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+                httpx.post(
+                    f"{sandbox_url}/_sandbox/config",
+                    json={"event_secret": secret},
+                    trust_env=False,
+                ).raise_for_status()
+                env["EVENT_WEBHOOK_URLS"] = f"{sandbox_url}/_sandbox/events"
+                env["EVENT_WEBHOOK_SECRET"] = secret
         for key in (
             "PLIVO_API_URL",
             "TELNYX_API_URL",
@@ -145,6 +157,8 @@ def run(port: int | None, sandbox_port: int, samples: bool, worker_concurrency: 
             "PLIVO_AUTH_TOKEN",
             "TELNYX_API_KEY",
             "TELNYX_PUBLIC_KEY",
+            "EVENT_WEBHOOK_URLS",
+            "EVENT_WEBHOOK_SECRET",
         ):
             if key in env:
                 os.environ[key] = env[key]
@@ -231,6 +245,10 @@ def _print_where_to_look(
     web = f"http://127.0.0.1:{port}"
     token = env["API_TOKEN"]
     db = urlsplit(settings.database_url)
+    events = ""
+    if settings.event_webhook_url_list:
+        where = " ".join(settings.event_webhook_url_list)
+        events = f"\n  events      signed POSTs to {where}   (.venv/bin/dlcsync events)"
     click.echo(
         f"""
 dlcsync is running.
@@ -239,7 +257,7 @@ dlcsync is running.
   CLI         .venv/bin/dlcsync status      .venv/bin/dlcsync history +13125000000
   health      {web}/readyz      metrics {web}/metrics
   database    {db.scheme}:{db.path}
-  logs        {logdir}/(web|worker|beat{"|sandbox" if sandbox else ""}).log
+  logs        {logdir}/(web|worker|beat{"|sandbox" if sandbox else ""}).log{events}
 Links move LINK_REQUESTED -> PROCESSING -> COMPLETED or FAILED over the next minute.
 Press Ctrl-C to stop."""
     )

@@ -15,7 +15,10 @@ was what bounded both. A batch is
 A link whose compare-and-set loses (it changed after it was locked, which only a writer
 bypassing the lock could do) is applied again, observation by observation, through the
 single-row path. What a change writes comes from ``models.links`` (:func:`change_of`), so the
-two paths cannot disagree. The caller owns the transaction.
+two paths cannot disagree; so does the automatic retry of a failure that woke a dormant
+campaign (:func:`dormant_retry_due`, started once the batch is saved; the batch's later
+observations of that number are then applied after it, one by one). The caller owns the
+transaction.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session
 
+from models import mapping
 from models.alerts.outbox import alert_values
 from models.db import insert_many, is_postgres, update_many
 from models.links import (
@@ -36,6 +40,8 @@ from models.links import (
     AlertArgs,
     apply_observation,
     change_of,
+    dormant_retry_due,
+    retry_dormant,
     snapshot,
     unknown_status_alert,
 )
@@ -91,11 +97,17 @@ def save_batch(
     events: dict[Key, list[dict[str, Any]]] = defaultdict(list)
     raised: dict[Key, list[dict[str, Any]]] = defaultdict(list)
     columns: set[str] = set()
-    for item in items:
+    retrying: set[Key] = set()
+    after_retry: set[int] = set()
+    for index, item in enumerate(items):
         key = (item.provider, item.number)
         link = current.get(key)
         if link is None:
             decisions.append(Decision(Verdict.IGNORED, reason=NOT_MANAGED))
+            continue
+        if key in retrying:
+            after_retry.add(index)
+            decisions.append(Decision(Verdict.IGNORED))  # replaced below
             continue
         decision = decide(snapshot(link), item.obs)
         decisions.append(decision)
@@ -104,7 +116,12 @@ def save_batch(
             raised[key].append(_alert(link, unknown, now))
         if decision.verdict is not Verdict.APPLIED:
             continue
-        change = change_of(link, item.obs, decision, now=now, inbox_id=item.inbox_id)
+        retry = dormant_retry_due(session, link, item.obs, decision)
+        if retry:
+            retrying.add(key)
+        change = change_of(
+            link, item.obs, decision, now=now, inbox_id=item.inbox_id, retrying=retry
+        )
         events[key].append(change.event)
         columns.update(change.values)
         for column, value in change.values.items():
@@ -116,9 +133,18 @@ def save_batch(
     insert_many(
         session, LinkEvent, [e for k, rows in events.items() if k not in lost for e in rows]
     )
+    for index, (item, decision) in enumerate(zip(items, decisions, strict=True)):
+        key = (item.provider, item.number)
+        if index in after_retry:
+            continue  # applied after the retry, below
+        # Only when the mapping changed does this write (rare): no statement per row otherwise.
+        if key in current and key not in lost and mapping.applies(decision):
+            mapping.record(session, current[key], item.obs, now=now)
     _insert_alerts(session, [a for k, rows in raised.items() if k not in lost for a in rows])
+    for provider, number in sorted(retrying - lost):
+        retry_dormant(session, provider, number, now=now)
     for index, item in enumerate(items):
-        if (item.provider, item.number) in lost:
+        if (item.provider, item.number) in lost or index in after_retry:
             decisions[index] = apply_observation(
                 session, item.provider, item.number, item.obs, inbox_id=item.inbox_id, now=now
             )

@@ -100,8 +100,12 @@ def link_numbers(
     source: Source,
     dry_run: bool = False,
     now: datetime | None = None,
+    skip_preflight: bool = False,
 ) -> list[NumberResult]:
-    """Record link requests (not committed: the caller owns the transaction)."""
+    """Record link requests (not committed: the caller owns the transaction).
+
+    ``skip_preflight``: the worker sends these links without the pre-flight checks.
+    """
     now = now or utcnow()
     valid, rejected = validate(entries)
     numbers = [number for _, number in valid]
@@ -115,16 +119,25 @@ def link_numbers(
             outcomes[number] = _Outcome(True, reason, req.new_generation)
     else:
         missing = [n for n in numbers if n not in links]
-        outcomes |= _insert_new(session, provider, campaign_id, missing, source, now)
+        outcomes |= _insert_new(
+            session, provider, campaign_id, missing, source, now, skip_preflight
+        )
         outcomes |= _start_generations(
             session,
             links,
             lambda link: request_link(snapshot(link), campaign_id),
             lambda number: request_link_of(
-                session, provider, number, campaign_id, source=source, now=now
+                session,
+                provider,
+                number,
+                campaign_id,
+                source=source,
+                now=now,
+                skip_preflight=skip_preflight,
             ),
             source,
             now,
+            skip_preflight=skip_preflight,
         )
     return _results(valid, rejected, outcomes)
 
@@ -195,9 +208,10 @@ def _insert_new(
     numbers: Sequence[str],
     source: Source,
     now: datetime,
+    skip_preflight: bool = False,
 ) -> dict[str, _Outcome]:
     """Insert the links of numbers never seen, with their audit rows (two statements)."""
-    rows = [new_link_values(provider, n, campaign_id, now) for n in numbers]
+    rows = [new_link_values(provider, n, campaign_id, now, skip_preflight) for n in numbers]
     inserted = insert_many(session, Link, rows, ignore_conflicts=True, returning=("id", "number"))
     new = {str(row.number): int(row.id) for row in inserted}
     events = [
@@ -210,7 +224,15 @@ def _insert_new(
     for number in numbers:
         if number not in new:  # inserted by someone else since we looked
             outcomes[number] = _from(
-                request_link_of(session, provider, number, campaign_id, source=source, now=now)
+                request_link_of(
+                    session,
+                    provider,
+                    number,
+                    campaign_id,
+                    source=source,
+                    now=now,
+                    skip_preflight=skip_preflight,
+                )
             )
     return outcomes
 
@@ -222,6 +244,8 @@ def _start_generations(
     single: Callable[[str], RequestResult],
     source: Source,
     now: datetime,
+    *,
+    skip_preflight: bool = False,
 ) -> dict[str, _Outcome]:
     """Start the generations ``decide`` asks for on the locked ``links``: one compare-and-set
     UPDATE and one audit INSERT; a link whose compare-and-set loses goes through ``single``."""
@@ -232,7 +256,9 @@ def _start_generations(
         if not req.new_generation:
             outcomes[number] = _Outcome(True, req.reason, False)
         else:
-            changes[number] = generation_change(link, req, source, now)
+            changes[number] = generation_change(
+                link, req, source, now, skip_preflight=skip_preflight
+            )
     if not changes:
         return outcomes
     columns = sorted(next(iter(changes.values())).values)

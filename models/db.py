@@ -290,3 +290,26 @@ def _insert_unnest(
         stmt = stmt.returning(*(table.c[c] for c in returning))
     result = session.execute(stmt)
     return list(result) if returning else []
+
+
+@contextmanager
+def exclusive_run(engine: sa.Engine, lock_id: int) -> Iterator[bool]:
+    """At most one holder of ``lock_id`` at a time on PostgreSQL (True if this one may go on).
+
+    A session-level advisory lock on a connection held for the run: a killed worker's
+    connection closes and the lock goes with it. SQLite serialises writers anyway.
+    """
+    if engine.dialect.name != "postgresql":
+        yield True
+        return
+    with engine.connect() as conn:
+        got = bool(
+            conn.execute(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": lock_id}).scalar()
+        )
+        conn.commit()
+        try:
+            yield got
+        finally:
+            if got:
+                conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": lock_id})
+                conn.commit()

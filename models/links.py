@@ -15,6 +15,7 @@ from typing import Any, Protocol, TypeVar
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
+from models import mapping
 from models.alerts.outbox import raise_alert
 from models.db import insert_ignoring_conflicts
 from models.statemachine import (
@@ -172,9 +173,19 @@ def unknown_status_alert(obs: Observation, decision: Decision) -> AlertArgs | No
 
 
 def change_of(
-    link: Link, obs: Observation, decision: Decision, *, now: datetime, inbox_id: int | None
+    link: Link,
+    obs: Observation,
+    decision: Decision,
+    *,
+    now: datetime,
+    inbox_id: int | None,
+    retrying: bool = False,
 ) -> Change:
-    """The writes of an applied decision about ``link`` (as loaded, before the change)."""
+    """The writes of an applied decision about ``link`` (as loaded, before the change).
+
+    ``retrying``: the failure is followed at once by the automatic retry
+    (:func:`dormant_retry_due`), so it raises no alert.
+    """
     assert decision.to_state is not None
     before = snapshot(link)
     to_state = decision.to_state
@@ -204,7 +215,7 @@ def change_of(
         "updated_at": now,
     }
     alert = None
-    if decision.alert is not None:
+    if decision.alert is not None and not retrying:
         # Drift may recur within a generation: each one is its own alert.
         key_extra = f"{to_state.value}@{now.isoformat()}" if decision.drift else None
         alert = AlertArgs(decision.alert, decision.reason, key_extra)
@@ -233,13 +244,64 @@ def apply_observation(
     if unknown is not None:
         _raise(session, link, unknown, now)
     if decision.verdict is not Verdict.APPLIED:
+        if mapping.applies(decision):
+            mapping.record(session, link, obs, now=now)
         return decision
-    change = change_of(link, obs, decision, now=now, inbox_id=inbox_id)
+    retry = dormant_retry_due(session, link, obs, decision)
+    change = change_of(link, obs, decision, now=now, inbox_id=inbox_id, retrying=retry)
     session.add(LinkEvent(**change.event))
     _cas_update(session, link, **change.values)
     if change.alert is not None:
         _raise(session, link, change.alert, now)
+    if mapping.applies(decision):
+        mapping.record(session, link, obs, now=now)
+    if retry:
+        retry_dormant(session, provider, number, now=now)
     return decision
+
+
+#: The audit reason of the automatic second attempt after a dormant-campaign failure.
+RETRY_REASON = "retry: the failure said the campaign was dormant (the first attempt woke it)"
+
+
+def dormant_retry_due(session: Session, link: Link, obs: Observation, decision: Decision) -> bool:
+    """Whether this decision fails a link the way Telnyx fails a dormant campaign's first
+    assignment (the failure woke it up), so the link is asked for once more, automatically.
+
+    Once: not when the failing generation (``link`` as loaded) was itself the retry. Both
+    apply paths (this module's single-row one and ``models.apply``) ask this, then call
+    :func:`retry_dormant` after saving the failure.
+    """
+    if not obs.retry_once or decision.verdict is not Verdict.APPLIED:
+        return False
+    if decision.to_state is not State.FAILED:
+        return False
+    was_retry = session.exec(
+        select(LinkEvent.id).where(
+            LinkEvent.link_id == link.id,
+            LinkEvent.generation == link.generation,
+            LinkEvent.to_state == State.LINK_REQUESTED.value,
+            LinkEvent.reason == RETRY_REASON,
+        )
+    ).first()
+    return was_retry is None
+
+
+def retry_dormant(session: Session, provider: str, number: str, *, now: datetime) -> None:
+    """Start the automatic retry of a saved failure: a new generation, so the history shows
+    both attempts, sent with the failed one's pre-flight choice."""
+    link = load(session, provider, number)
+    assert link is not None
+    session.refresh(link)  # the failure may have been saved by a bulk statement
+    _start_generation(
+        session,
+        link,
+        request_link(snapshot(link), link.campaign_id),
+        Source.SYSTEM,
+        now,
+        reason=RETRY_REASON,
+        skip_preflight=link.skip_preflight,
+    )
 
 
 def _raise(session: Session, link: Link, alert: AlertArgs, now: datetime) -> None:
@@ -256,8 +318,13 @@ class RequestResult:
     link: Link | None
 
 
-def new_link_values(provider: str, number: str, campaign_id: str, now: datetime) -> dict[str, Any]:
-    """The row of a link the operator asks for the first time (generation 1, requested)."""
+def new_link_values(
+    provider: str, number: str, campaign_id: str, now: datetime, skip_preflight: bool = False
+) -> dict[str, Any]:
+    """The row of a link the operator asks for the first time (generation 1, requested).
+
+    ``skip_preflight``: the worker sends it without the pre-flight checks.
+    """
     return {
         "provider": provider,
         "number": number,
@@ -272,6 +339,7 @@ def new_link_values(provider: str, number: str, campaign_id: str, now: datetime)
         "poll_attempts": 0,
         "request_attempts": 0,
         "needs_check": False,
+        "skip_preflight": skip_preflight,
         "created_at": now,
         "updated_at": now,
     }
@@ -294,10 +362,15 @@ def new_link_audit(
 
 
 def _insert_if_missing(
-    session: Session, provider: str, number: str, campaign_id: str, now: datetime
+    session: Session,
+    provider: str,
+    number: str,
+    campaign_id: str,
+    now: datetime,
+    skip_preflight: bool = False,
 ) -> bool:
     """Insert a fresh link row unless one exists; True if this call inserted it."""
-    values = new_link_values(provider, number, campaign_id, now)
+    values = new_link_values(provider, number, campaign_id, now, skip_preflight)
     return insert_ignoring_conflicts(session, Link, values) is not None
 
 
@@ -309,17 +382,28 @@ def request_link_of(
     *,
     source: Source,
     now: datetime | None = None,
+    skip_preflight: bool = False,
 ) -> RequestResult:
-    """Record an operator's wish to link ``number`` to ``campaign_id`` (idempotent)."""
+    """Record an operator's wish to link ``number`` to ``campaign_id`` (idempotent).
+
+    ``skip_preflight``: the worker sends this link without the pre-flight checks.
+    """
     now = now or utcnow()
-    if _insert_if_missing(session, provider, number, campaign_id, now):
+    if _insert_if_missing(session, provider, number, campaign_id, now, skip_preflight):
         link = load(session, provider, number)
         assert link is not None
         session.add(LinkEvent(**new_link_audit(link, campaign_id, source, now)))
         return RequestResult(True, True, "link requested", link)
     link = load(session, provider, number)
     assert link is not None
-    return _start_generation(session, link, request_link(snapshot(link), campaign_id), source, now)
+    return _start_generation(
+        session,
+        link,
+        request_link(snapshot(link), campaign_id),
+        source,
+        now,
+        skip_preflight=skip_preflight,
+    )
 
 
 def request_unlink_of(
@@ -342,12 +426,24 @@ class GenerationChange:
     values: dict[str, Any]
 
 
-def generation_change(link: Link, req: Request, source: Source, now: datetime) -> GenerationChange:
-    """The audit row and new values of ``link`` (as loaded) when ``req`` starts a generation."""
+def generation_change(
+    link: Link,
+    req: Request,
+    source: Source,
+    now: datetime,
+    *,
+    skip_preflight: bool = False,
+    reason: str | None = None,
+) -> GenerationChange:
+    """The audit row and new values of ``link`` (as loaded) when ``req`` starts a generation.
+
+    ``skip_preflight`` as for :func:`new_link_values`; ``reason`` replaces the audit row's
+    usual one (the automatic retry names itself).
+    """
     assert req.state is not None and req.direction is not None and req.campaign_id is not None
     before = snapshot(link)
     generation = before.generation + 1
-    reason = (
+    reason = reason or (
         f"move from campaign {req.prior_campaign_id}"
         if req.prior_campaign_id
         else f"{req.direction} requested"
@@ -375,23 +471,32 @@ def generation_change(link: Link, req: Request, source: Source, now: datetime) -
         "generation_started_at": started,
         "provider_status": None,
         "failure_reason": None,
+        "carrier_mapping": None,
         "drift": False,
         "next_poll_at": now,
         "poll_attempts": 0,
         "request_attempts": 0,
         "needs_check": False,
         "last_error": None,
+        "skip_preflight": skip_preflight,
         "updated_at": now,
     }
     return GenerationChange(reason, event, values)
 
 
 def _start_generation(
-    session: Session, link: Link, req: Request, source: Source, now: datetime
+    session: Session,
+    link: Link,
+    req: Request,
+    source: Source,
+    now: datetime,
+    *,
+    skip_preflight: bool = False,
+    reason: str | None = None,
 ) -> RequestResult:
     if not req.new_generation:
         return RequestResult(True, False, req.reason, link)
-    change = generation_change(link, req, source, now)
+    change = generation_change(link, req, source, now, skip_preflight=skip_preflight, reason=reason)
     session.add(LinkEvent(**change.event))
     _cas_update(session, link, **change.values)
     session.refresh(link)

@@ -45,6 +45,8 @@ class Claim:
     direction: str
     needs_check: bool
     attempts: int
+    #: The operator asked to send this link without the pre-flight checks.
+    skip_preflight: bool = False
 
     @property
     def requested(self) -> bool:
@@ -108,6 +110,7 @@ def claim_due(
             direction=link.direction,
             needs_check=link.needs_check,
             attempts=link.request_attempts if link.state in REQUESTED else link.poll_attempts,
+            skip_preflight=link.skip_preflight,
         )
         for link in links
     ]

@@ -53,6 +53,8 @@ class Source(enum.StrEnum):
     API = "api"
     CLI = "cli"
     SYSTEM = "system"
+    #: ``dlcsync adopt``: a link found at the carrier (its listing is a fresh observation).
+    ADOPTED = "adopted"
 
 
 class Signal(enum.StrEnum):
@@ -133,11 +135,16 @@ class Observation:
     reason: str | None = None
     #: The provider's own timestamp, when it sent one (kept in the audit row).
     provider_time: datetime | None = None
+    #: The provider says this failure is cured by asking once more (a dormant campaign).
+    retry_once: bool = False
+    #: Per-carrier mapping statuses (Telnyx), e.g. (("tmobile", "ADDED"),); not a state:
+    #: ``decide`` ignores it, models.mapping records it.
+    carrier_mapping: tuple[tuple[str, str], ...] | None = None
 
     @property
     def fresh(self) -> bool:
-        """A poll is the provider's current truth."""
-        return self.source is Source.POLL
+        """A poll (or an adoption's listing) is the provider's current truth."""
+        return self.source in (Source.POLL, Source.ADOPTED)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,8 @@
-"""The tables: links, link_events (append-only audit), inbox, alerts; dashboard logins.
+"""The tables: links, link_events (append-only audit), inbox, alerts; dashboard logins; the
+outbound event outbox and deliveries (``event_outbox``, ``event_deliveries``); per-carrier
+mapping history (``mapping_changes``); jobs (background operations such as an adoption
+started through the API) and campaign_limits (the operator's number caps for the pre-flight
+check).
 
 States are stored as plain strings (the values of :class:`models.statemachine.State`), so
 adding a state never needs an enum migration. Times are always timezone-aware UTC.
@@ -70,6 +74,10 @@ class Link(SQLModel, table=True):
     #: A request timed out: it may have reached the provider, so GET before sending again.
     needs_check: bool = False
     last_error: str | None = Field(default=None, max_length=2000)
+    #: The operator said to send this generation's link without the pre-flight checks.
+    skip_preflight: bool = Field(default=False, sa_column_kwargs={"server_default": sa.false()})
+    #: Telnyx per-carrier mapping, e.g. {"tmobile": "ADDED", "non_tmobile": "PENDING"}.
+    carrier_mapping: dict[str, str] | None = Field(default=None, sa_type=sa.JSON())
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime(), nullable=False)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime(), nullable=False)
 
@@ -205,6 +213,71 @@ class Alert(SQLModel, table=True):
     delivered_to: list[str] | None = Field(default=None, sa_type=sa.JSON())
 
 
+class EventOutbox(SQLModel, table=True):
+    """One row per audit row, written by a trigger on ``link_events`` in the audit row's
+    transaction (migration 0005; see models.events).
+
+    Rows are consumed (fanned out to one delivery per URL, then deleted) by the delivery
+    task, so the table holds only what has not been fanned out yet.
+    """
+
+    __tablename__ = "event_outbox"
+
+    id: int | None = Field(default=None, primary_key=True)
+    event_id: int = Field(foreign_key="link_events.id", unique=True)
+    link_id: int = Field(foreign_key="links.id")
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime(), nullable=False)
+
+
+class EventDelivery(SQLModel, table=True):
+    """Delivery of one event to one EVENT_WEBHOOK_URLS entry (``url_key`` = its fingerprint)."""
+
+    __tablename__ = "event_deliveries"
+    __table_args__ = (
+        sa.UniqueConstraint("url_key", "event_id", name="uq_event_deliveries_url_event"),
+        sa.Index("ix_event_deliveries_due", "state", "next_attempt_at"),
+        # Per-number order: the earliest open delivery of (url, link) goes first.
+        sa.Index("ix_event_deliveries_order", "url_key", "link_id", "event_id"),
+        sa.Index("ix_event_deliveries_event", "event_id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    url_key: str = Field(max_length=16)
+    event_id: int = Field(foreign_key="link_events.id")
+    link_id: int = Field(foreign_key="links.id")
+    #: pending -> sending -> delivered | pending (retry) | rejected (4xx) | failed (gave up)
+    state: str = Field(default="pending", max_length=16)
+    attempts: int = 0
+    next_attempt_at: datetime | None = Field(default=None, sa_type=UTCDateTime(), nullable=True)
+    last_status: int | None = None
+    last_error: str | None = Field(default=None, max_length=2000)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime(), nullable=False)
+    delivered_at: datetime | None = Field(default=None, sa_type=UTCDateTime(), nullable=True)
+
+
+class MappingChange(SQLModel, table=True):
+    """History of a link's per-carrier mapping status (Telnyx), one row per carrier change.
+
+    Kept apart from ``link_events``: a mapping change while ASSIGNED is not a state change,
+    and the audit log keeps exactly one row per state change.
+    """
+
+    __tablename__ = "mapping_changes"
+    __table_args__ = (sa.Index("ix_mapping_changes_link", "link_id", "recorded_at", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    link_id: int = Field(foreign_key="links.id")
+    provider: str = Field(max_length=32)
+    number: str = Field(max_length=20)
+    campaign_id: str = Field(max_length=64)
+    generation: int
+    carrier: str = Field(max_length=32)
+    from_status: str | None = Field(default=None, max_length=32)
+    to_status: str = Field(max_length=32)
+    source: str = Field(max_length=16)
+    recorded_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime(), nullable=False)
+
+
 class DashboardSession(SQLModel, table=True):
     """A dashboard login. The cookie carries a random token; only its SHA-256 is stored here,
     so logging out (deleting the row) ends the session even if the cookie is kept."""
@@ -230,3 +303,36 @@ class LoginFailure(SQLModel, table=True):
     #: The client address (an IPv6 address's /64 network).
     client: str = Field(max_length=64)
     failed_at: datetime = Field(sa_type=UTCDateTime(), nullable=False)
+
+
+class Job(SQLModel, table=True):
+    """A long operation run by the worker (``POST /api/v1/adopt``): its progress and summary."""
+
+    __tablename__ = "jobs"
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=16)
+    #: queued -> running -> done | failed
+    state: str = Field(default="queued", max_length=16)
+    params: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON())
+    progress: int = 0
+    total: int | None = None
+    summary: dict[str, Any] | None = Field(default=None, sa_type=sa.JSON())
+    error: str | None = Field(default=None, max_length=2000)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime(), nullable=False)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime(), nullable=False)
+
+
+class CampaignLimit(SQLModel, table=True):
+    """The operator's cap on a campaign's numbers (``dlcsync campaign set --max-numbers``)."""
+
+    __tablename__ = "campaign_limits"
+    __table_args__ = (
+        sa.UniqueConstraint("provider", "campaign_id", name="uq_campaign_limits_campaign"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    provider: str = Field(max_length=32)
+    campaign_id: str = Field(max_length=64)
+    max_numbers: int
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime(), nullable=False)

@@ -89,6 +89,34 @@ class NumberStatus:
     direction: Direction | None = None
     provider_time: datetime | None = None
     reason: str | None = None
+    #: A failure that one more attempt cures (Telnyx: the campaign was dormant, and the
+    #: failed assignment reactivated it).
+    retry_once: bool = False
+    #: Per-carrier mapping statuses when the provider reports them (Telnyx), sorted pairs.
+    carrier_mapping: tuple[tuple[str, str], ...] | None = None
+
+
+@dataclass(frozen=True)
+class CampaignInfo:
+    """What a provider says about a campaign, for the pre-flight checks before a link.
+
+    ``None`` in a field means the provider did not say: a check never guesses from it.
+    """
+
+    campaign_id: str
+    #: False when the provider does not know the campaign (it answered 404).
+    exists: bool = True
+    #: The provider's status text, e.g. ``ACTIVE`` or ``MNO_PROVISIONED/ACTIVE``.
+    status: str | None = None
+    #: False when the status says the campaign cannot take numbers now; then ``why`` says why.
+    can_take_numbers: bool | None = None
+    why: str | None = None
+    number_pooling: bool | None = None
+    usecase: str | None = None
+
+    @property
+    def sole_proprietor(self) -> bool | None:
+        return None if self.usecase is None else self.usecase.upper() == "SOLE_PROPRIETOR"
 
 
 @dataclass(frozen=True)
@@ -120,6 +148,8 @@ class CallbackEvent:
     provider_time: datetime | None = None
     reason: str | None = None
     ignore_reason: str | None = None
+    #: As :attr:`NumberStatus.retry_once`.
+    retry_once: bool = False
     #: Every id the callback names the campaign by (Telnyx: ``campaignId`` and
     #: ``tcrCampaignId``), ``campaign_id`` among them.
     campaign_ids: tuple[str, ...] = ()
@@ -173,6 +203,26 @@ class ProviderClient(ABC):
     @abstractmethod
     def list_campaign(self, campaign_id: str) -> list[NumberStatus]:
         """All numbers of a campaign, every page."""
+
+    # Optional capabilities: a provider without them still links, unlinks and polls.
+
+    def list_account(self) -> list[NumberStatus]:
+        """Every linked (or pending) number of the account, every page, with its campaign.
+
+        List endpoints only (``dlcsync adopt``): never a request per number. Without it,
+        adoption needs the campaigns named.
+        """
+        raise PermanentProviderError(
+            f"{self.name}: cannot list the whole account; name the campaigns"
+        )
+
+    def campaign(self, campaign_id: str) -> CampaignInfo:
+        """The campaign's status, pooling and use case (``exists=False`` on a 404).
+
+        Without it nothing is known (every field ``None``), so the pre-flight checks only
+        apply the operator's own number caps.
+        """
+        return CampaignInfo(campaign_id)
 
     def move(self, number: str, from_campaign: str, to_campaign: str) -> NumberStatus:
         raise NotImplementedError(f"{self.name} cannot move a number in one call")

@@ -12,7 +12,7 @@ One module, so the format has one definition. An inbox row holds
 Why the view keeps what it parsed, rather than extracting only a cheap dedupe key: the view
 must parse the whole body anyway, to answer 400 to a malformed callback while the provider
 still holds it, so the worker reuses that work instead of parsing again. The raw body stays
-for audit; a row without ``event`` (stored before migration 0005) is parsed from it.
+for audit; a row without ``event`` (stored before migration 0004) is parsed from it.
 """
 
 from __future__ import annotations

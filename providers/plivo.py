@@ -43,6 +43,7 @@ from .base import (
     CallbackHandler,
     CallbackParseError,
     CallbackRequest,
+    CampaignInfo,
     MalformedResponse,
     NoLimit,
     NotLinked,
@@ -54,6 +55,7 @@ from .base import (
     VerificationError,
 )
 from .http import (
+    check_page_size,
     decode_json,
     error_json,
     make_http_client,
@@ -220,6 +222,12 @@ class PlivoClient(ProviderClient):
         campaign = quote(campaign_id, safe="")
         return f"/v1/Account/{account}/10dlc/Campaign/{campaign}/Number/"
 
+    def _campaigns_url(self) -> str:
+        return f"/v1/Account/{quote(self.auth_id, safe='')}/10dlc/Campaign/"
+
+    def _campaign_url(self, campaign_id: str) -> str:
+        return f"{self._campaigns_url()}{quote(campaign_id, safe='')}/"
+
     def _number_url(self, campaign_id: str, number: str) -> str:
         return f"{self._numbers_url(campaign_id)}{quote(self._digits(number), safe='')}/"
 
@@ -328,11 +336,9 @@ class PlivoClient(ProviderClient):
                 params={"limit": self.page_size, "offset": offset},
                 number_scoped=False,
             )
-            page = self._entries(response, campaign_id)
-            if len(page) > self.page_size:
-                raise malformed(
-                    response, NAME, f"{len(page)} numbers on a page of {self.page_size}"
-                )
+            page = check_page_size(
+                response, NAME, self._entries(response, campaign_id), asked=self.page_size
+            )
             new = [e for e in page if e.number not in seen]
             for entry in page:
                 seen[entry.number] = entry
@@ -346,6 +352,57 @@ class PlivoClient(ProviderClient):
         raise MalformedResponse(
             f"plivo: campaign {campaign_id} has more than {self.max_pages} pages; giving up"
         )
+
+    def list_campaigns(self) -> list[str]:
+        """Every campaign id of the account (``GET .../10dlc/Campaign/``, paged by
+        ``limit``/``offset`` up to ``meta.total_count``; REFERENCE §12)."""
+        ids: list[str] = []
+        offset = 0
+        for _ in range(self.max_pages):
+            response = self._call(
+                "GET",
+                self._campaigns_url(),
+                params={"limit": self.page_size, "offset": offset},
+                number_scoped=False,
+            )
+            body = decode_json(response, provider=NAME)
+            if not isinstance(body, dict):
+                raise malformed(response, NAME, "expected a JSON object")
+            campaigns = body.get("campaigns") or []
+            if not isinstance(campaigns, list):
+                raise malformed(response, NAME, "'campaigns' is not a list")
+            new = 0
+            for item in campaigns:
+                cid = item.get("campaign_id") if isinstance(item, dict) else None
+                if not isinstance(cid, str) or not cid:
+                    raise malformed(response, NAME, "a campaign without a 'campaign_id'")
+                if cid not in ids:
+                    ids.append(cid)
+                    new += 1
+            meta = body.get("meta")
+            meta = meta if isinstance(meta, dict) else {}
+            total = meta.get("total_count")
+            done = isinstance(total, int) and len(ids) >= total
+            if done or len(campaigns) < self.page_size or not new or meta.get("next") is None:
+                return ids
+            offset += len(campaigns)
+        raise MalformedResponse(f"plivo: more than {self.max_pages} pages of campaigns; giving up")
+
+    def list_account(self) -> list[NumberStatus]:
+        return [s for cid in self.list_campaigns() for s in self.list_campaign(cid)]
+
+    def campaign(self, campaign_id: str) -> CampaignInfo:
+        try:
+            response = self._call("GET", self._campaign_url(campaign_id), number_scoped=False)
+        except PermanentProviderError as exc:
+            if exc.status == 404:
+                return CampaignInfo(campaign_id, exists=False, why=str(exc))
+            raise
+        body = decode_json(response, provider=NAME)
+        campaign = body.get("campaign") if isinstance(body, dict) else None
+        if not isinstance(campaign, dict):
+            raise malformed(response, NAME, "no 'campaign' object")
+        return campaign_info(campaign_id, campaign)
 
     def _entries(self, response: httpx.Response, campaign_id: str) -> list[NumberStatus]:
         body = decode_json(response, provider=NAME)
@@ -383,6 +440,31 @@ class PlivoClient(ProviderClient):
                 )
             )
         return result
+
+
+#: ``registration_status`` values (REFERENCE §12): what each says about taking numbers.
+CAMPAIGN_STATUS: Mapping[str, bool | None] = {
+    "ACTIVE": True,
+    "PROCESSING": None,
+    "FAILED": False,
+    "EXPIRED": False,
+}
+
+
+def campaign_info(campaign_id: str, campaign: Mapping[str, Any]) -> CampaignInfo:
+    """Plivo's ``campaign`` object as CampaignInfo. Plivo does not expose number pooling, so
+    a cap comes from the operator's override (``dlcsync campaign set``) or the use case."""
+    status = campaign.get("registration_status")
+    status = status.strip() if isinstance(status, str) and status.strip() else None
+    can = CAMPAIGN_STATUS.get(status.upper()) if status else None
+    usecase = campaign.get("usecase")
+    return CampaignInfo(
+        campaign_id,
+        status=status,
+        can_take_numbers=can,
+        why=f"campaign registration status is {status}" if can is False else None,
+        usecase=usecase if isinstance(usecase, str) and usecase else None,
+    )
 
 
 # --- signatures (REFERENCE §3) --------------------------------------------------------------

@@ -55,6 +55,7 @@ from .base import (
     CallbackHandler,
     CallbackParseError,
     CallbackRequest,
+    CampaignInfo,
     MalformedResponse,
     NoLimit,
     NumberStatus,
@@ -65,6 +66,7 @@ from .base import (
     VerificationError,
 )
 from .http import (
+    check_page_size,
     decode_json,
     error_json,
     make_http_client,
@@ -78,6 +80,24 @@ if TYPE_CHECKING:
 
 NAME = "telnyx"
 PATH = "/v2/10dlc/phone_number_campaigns"
+#: Campaign lookups (REFERENCE §12): own campaigns by UUID, shared ones by TCR id.
+CAMPAIGN_PATH = "/v2/10dlc/campaign/"
+PARTNER_CAMPAIGN_PATH = "/v2/10dlc/partner_campaigns/"
+
+#: ``campaignStatus`` values after which a campaign cannot take numbers (REFERENCE §12).
+CAMPAIGN_REFUSES = frozenset(
+    {
+        "TCR_SUSPENDED",
+        "TCR_EXPIRED",
+        "TCR_FAILED",
+        "TELNYX_FAILED",
+        "MNO_REJECTED",
+        "MNO_PROVISIONING_FAILED",
+    }
+)
+CAMPAIGN_ACCEPTS = frozenset({"MNO_PROVISIONED"})
+#: A dormant campaign's first assignment fails and reactivates it (REFERENCE §12).
+_DORMANT = re.compile(r"dormant", re.IGNORECASE)
 
 # --- status tables (REFERENCE §8.2) -------------------------------------------------------
 
@@ -126,6 +146,28 @@ def map_webhook_status(kind: str, status: str) -> tuple[Signal | None, Direction
     if kind == "STATUS_UPDATE":
         return WEBHOOK_STATUS.get((kind, status.upper()), (None, None))
     return WEBHOOK_STATUS.get((kind, status.lower()), (None, None))
+
+
+#: Per-carrier mapping fields of an assignment record (REFERENCE §12) -> our carrier names.
+MAPPING_FIELDS = {
+    "tmobileNumberMappingStatus": "tmobile",
+    "nonTmobileNumberMappingStatus": "non_tmobile",
+    "attNumberMappingStatus": "att",
+}
+
+
+def carrier_mapping(item: Mapping[str, Any]) -> tuple[tuple[str, str], ...] | None:
+    """The record's per-carrier mapping statuses (ADDED, PENDING, FAILED...), or None.
+
+    Values are kept as sent (upper-cased, at most 32 characters); absent or non-string
+    fields are left out, so a record without them changes nothing stored.
+    """
+    found = [
+        (carrier, value.strip().upper()[:32])
+        for name, carrier in MAPPING_FIELDS.items()
+        if isinstance(value := item.get(name), str) and value.strip()
+    ]
+    return tuple(sorted(found)) or None
 
 
 def parse_time(value: object) -> datetime | None:
@@ -181,6 +223,18 @@ def _telnyx_error(response: httpx.Response) -> tuple[str | None, str | None]:
     return (text[:500] or None), (str(code)[:40] if isinstance(code, str | int) else None)
 
 
+def is_dormant_failure(
+    signal: Signal | None, direction: Direction | None, reason: str | None
+) -> bool:
+    """A failed assignment whose reason says the campaign was dormant: Telnyx's documented
+    cure is to assign again (the failure reactivated the campaign)."""
+    return (
+        signal is Signal.FAILED
+        and direction is not Direction.UNLINK
+        and _DORMANT.search(reason or "") is not None
+    )
+
+
 def is_uuid(value: str) -> bool:
     """Telnyx's own campaign ids are UUIDs; anything else is a TCR id (a shared campaign)."""
     try:
@@ -195,6 +249,47 @@ def campaign_filter(campaign_id: str) -> dict[str, str]:
     """The list filter for a campaign: its Telnyx UUID, or the TCR id of a shared campaign."""
     key = "filter[telnyx_campaign_id]" if is_uuid(campaign_id) else "filter[tcr_campaign_id]"
     return {key: campaign_id}
+
+
+def _flag(body: Mapping[str, Any], *keys: str) -> bool | None:
+    """True if any key is true, False if all present ones are false, None if none is a bool."""
+    values = [body.get(k) for k in keys if isinstance(body.get(k), bool)]
+    if not values:
+        return None
+    return any(values)
+
+
+def campaign_info(campaign_id: str, body: Mapping[str, Any], *, own: bool) -> CampaignInfo:
+    """A ``TelnyxCampaign_CSP`` (own) or ``TelnyxDownstreamCampaign`` (shared) as CampaignInfo."""
+    status = body.get("status") if own else None
+    tcr_status = body.get("campaignStatus")
+    status = status if isinstance(status, str) else None
+    tcr_status = tcr_status if isinstance(tcr_status, str) else None
+    can: bool | None = None
+    why: str | None = None
+    if status is not None and status.upper() == "EXPIRED":
+        can, why = False, "campaign status is EXPIRED"
+    elif own and body.get("isTMobileSuspended") is True:
+        can, why = False, "campaign is suspended by T-Mobile"
+    elif tcr_status is not None and tcr_status.upper() in CAMPAIGN_REFUSES:
+        can, why = False, f"campaign status is {tcr_status}"
+    elif tcr_status is not None and tcr_status.upper() in CAMPAIGN_ACCEPTS:
+        can = True
+    pooling_keys = (
+        ("isTMobileNumberPoolingEnabled", "numberPool")
+        if own
+        else ("isNumberPoolingEnabled", "numberPool")
+    )
+    usecase = body.get("usecase")
+    shown = "/".join(s for s in (tcr_status, status) if s)
+    return CampaignInfo(
+        campaign_id,
+        status=shown or None,
+        can_take_numbers=can,
+        why=why,
+        number_pooling=_flag(body, *pooling_keys),
+        usecase=usecase if isinstance(usecase, str) and usecase else None,
+    )
 
 
 def _path(number: str) -> str:
@@ -288,7 +383,12 @@ class TelnyxClient(ProviderClient):
     def list_campaign(self, campaign_id: str) -> list[NumberStatus]:
         return self._list(campaign_filter(campaign_id), campaign_id)
 
+    def list_account(self) -> list[NumberStatus]:
+        # No filter: every phone-number-campaign of the account, each with its own campaign.
+        return self._list({}, "")
+
     def _list(self, filters: Mapping[str, str], campaign_id: str) -> list[NumberStatus]:
+        what = f"campaign {campaign_id}" if campaign_id else "the account"
         seen: dict[str, NumberStatus] = {}
         received = 0
         for page in range(1, self.max_pages + 1):
@@ -311,9 +411,28 @@ class TelnyxClient(ProviderClient):
             received += len(records)
             if not records or (total is not None and received >= total):
                 return list(seen.values())
-        raise MalformedResponse(
-            f"telnyx: campaign {campaign_id} has more than {self.max_pages} pages; giving up"
-        )
+        raise MalformedResponse(f"telnyx: {what} has more than {self.max_pages} pages; giving up")
+
+    def campaign(self, campaign_id: str) -> CampaignInfo:
+        # Own campaigns have a UUID; a campaign shared by another CSP is known by its TCR id.
+        own = is_uuid(campaign_id)
+        path = CAMPAIGN_PATH if own else PARTNER_CAMPAIGN_PATH
+        try:
+            response = self._call("GET", path + quote(campaign_id, safe=""), number_scoped=False)
+        except PermanentProviderError as exc:
+            if exc.status == 404:
+                return CampaignInfo(campaign_id, exists=False, why=str(exc))
+            raise
+        body = decode_json(response, provider=NAME)
+        if isinstance(body, dict) and isinstance(body.get("data"), dict):
+            body = body["data"]
+        if not isinstance(body, dict):
+            raise malformed(response, NAME, "a campaign is not a JSON object")
+        return campaign_info(campaign_id, body, own=own)
+
+    @staticmethod
+    def is_dormant_failure(status: NumberStatus) -> bool:
+        return is_dormant_failure(status.signal, status.direction, status.reason)
 
     def _page(self, response: httpx.Response) -> tuple[list[Any], int | None]:
         """One ``PhoneNumberCampaignPaginated``: its records (never more than we asked for)
@@ -328,8 +447,7 @@ class TelnyxClient(ProviderClient):
             records = body["data"]
         if not isinstance(records, list):
             raise malformed(response, NAME, "'records' is missing or not a list")
-        if len(records) > self.page_size:
-            raise malformed(response, NAME, f"{len(records)} records on a page of {self.page_size}")
+        check_page_size(response, NAME, records, asked=self.page_size)
         total = body.get("totalRecords")
         if total is None and isinstance(body.get("meta"), dict):
             total = body["meta"].get("total_results")
@@ -379,14 +497,18 @@ class TelnyxClient(ProviderClient):
         reasons = item.get("failureReasons")
         if isinstance(reasons, list):
             reasons = "; ".join(str(r) for r in reasons if r)
+        reason = reasons if isinstance(reasons, str) and reasons else None
+        direction = direction if signal is not None else None
         return NumberStatus(
             number=number,
             campaign_id=answered,
             provider_status=status,
             signal=signal,
-            direction=direction if signal is not None else None,
+            direction=direction,
             provider_time=parse_time(item.get("updatedAt")),
-            reason=reasons if isinstance(reasons, str) and reasons else None,
+            reason=reason,
+            retry_once=is_dormant_failure(signal, direction or default, reason),
+            carrier_mapping=carrier_mapping(item),
         )
 
 
@@ -621,6 +743,7 @@ class TelnyxCallbackHandler(CallbackHandler):
         if occurred is not None and provider_time is None:
             raise CallbackParseError("telnyx: unreadable data.occurred_at")
         signal, direction = map_webhook_status(kind, status)
+        reason = _reasons(payload.get("reasons"))
         return CallbackEvent(
             dedupe_key=event_id,
             relevant=True,
@@ -632,7 +755,8 @@ class TelnyxCallbackHandler(CallbackHandler):
             direction=direction,
             event_id=event_id,
             provider_time=provider_time,
-            reason=_reasons(payload.get("reasons")),
+            reason=reason,
+            retry_once=is_dormant_failure(signal, direction, reason),
         )
 
 

@@ -25,10 +25,14 @@ from werkzeug.wrappers import Request, Response
 
 from sandbox import telnyx_spec
 from sandbox.callbacks import Dispatcher, is_shared_campaign, tcr_campaign_id
+from sandbox.campaigns import CampaignConfigError, plivo_campaign, telnyx_campaign
 from sandbox.config import ConfigError, SandboxConfig
+from sandbox.events import EventReceiver
 from sandbox.signing import TelnyxSigner
 from sandbox.state import (
     LINK_FAILED,
+    LINKED,
+    PENDING_LINK,
     PROVIDERS,
     UNLINK_FAILED,
     Carrier,
@@ -126,6 +130,7 @@ class Sandbox:
         self._requests: dict[tuple[str, str, str, str], int] = defaultdict(int)
         self._faults: dict[str, int] = defaultdict(int)
         self._accounts: dict[str, _AccountStats] = {}
+        self.events = EventReceiver()
         self._ticker = threading.Thread(target=self._tick, name="sandbox-ticker", daemon=True)
         self._ticker.start()
         self.url_map = self._build_map()
@@ -165,6 +170,7 @@ class Sandbox:
                 self._signer = TelnyxSigner.from_hex(self._cfg.telnyx_seed)
         self.carrier.reset()
         self.dispatcher.reset()
+        self.events.reset()
         self._reseed(self._cfg.seed)
         with self._stats_lock:
             self._requests.clear()
@@ -233,6 +239,16 @@ class Sandbox:
                 methods=["GET", "DELETE"],
             ),
             Rule(
+                "/v1/Account/<auth_id>/10dlc/Campaign/",
+                endpoint="plivo.campaigns",
+                methods=["GET"],
+            ),
+            Rule(
+                "/v1/Account/<auth_id>/10dlc/Campaign/<cid>/",
+                endpoint="plivo.campaign",
+                methods=["GET"],
+            ),
+            Rule(
                 "/v1/Account/<auth_id>/Number/<number>/",
                 endpoint="plivo.account_number",
                 methods=["GET"],
@@ -253,7 +269,17 @@ class Sandbox:
                     methods=["GET", "PUT", "DELETE"],
                 )
             )
+        rules.append(Rule("/v2/10dlc/campaign/<cid>", endpoint="telnyx.campaign", methods=["GET"]))
+        rules.append(
+            Rule(
+                "/v2/10dlc/partner_campaigns/<cid>",
+                endpoint="telnyx.partner_campaign",
+                methods=["GET"],
+            )
+        )
         for name, methods in (
+            ("campaigns", ["GET", "POST"]),
+            ("preload", ["POST"]),
             ("config", ["GET", "POST"]),
             ("counters", ["GET"]),
             ("reset", ["POST"]),
@@ -265,6 +291,7 @@ class Sandbox:
             ("callbacks", ["GET"]),
             ("health", ["GET"]),
             ("env", ["GET"]),
+            ("events", ["GET", "POST"]),
         ):
             rules.append(Rule(f"/_sandbox/{name}", endpoint=f"control.{name}", methods=methods))
         return Map(rules, strict_slashes=True, merge_slashes=False)
@@ -292,6 +319,14 @@ class Sandbox:
             reply = self._not_found(provider)
             endpoint, args = "unrouted", {}
         else:
+            if endpoint == "control.events" and request.method == "POST":
+                status, answer = self.events.receive(
+                    request.get_data(),
+                    {k.lower(): v for k, v in request.headers.items()},
+                    self._cfg.event_secret,
+                    lambda: self._chance(self._cfg.event_refuse_ratio),
+                )
+                return self._respond(_Reply(status, answer))(environ, start_response)
             if provider == "control":
                 reply = self._control(endpoint.split(".", 1)[1], request)
                 return self._respond(reply)(environ, start_response)
@@ -663,7 +698,64 @@ class Sandbox:
             },
         )
 
+    def _plivo_campaigns(self, method: str, args: dict[str, str], request: Request) -> _Reply:
+        """Plivo's campaign list: configured campaigns and those holding numbers, paged."""
+        cfg = self._cfg
+        try:
+            limit = int(request.args.get("limit", 20))
+            offset = int(request.args.get("offset", 0))
+        except ValueError:
+            return self._error("plivo", 400, "limit and offset must be integers")
+        if limit < 1 or limit > cfg.plivo_max_limit or offset < 0:
+            return self._error("plivo", 400, f"limit should be between 1 and {cfg.plivo_max_limit}")
+        ids = {c.campaign_id for c in self.carrier.campaigns.configured("plivo") if c.exists}
+        ids |= {r.campaign_id for r in self.carrier.campaign_records("plivo", None)}
+        page = sorted(ids)[offset : offset + limit]
+        base = f"/v1/Account/{args['auth_id']}/10dlc/Campaign/"
+        after = offset + limit
+        return _Reply(
+            200,
+            {
+                "api_id": _api_id(),
+                "meta": {
+                    "limit": limit,
+                    "offset": offset,
+                    "next": f"{base}?limit={limit}&offset={after}" if after < len(ids) else None,
+                    "previous": None
+                    if offset == 0
+                    else f"{base}?limit={limit}&offset={max(0, offset - limit)}",
+                    "total_count": len(ids),
+                },
+                "campaigns": [
+                    plivo_campaign(self.carrier.campaigns.get("plivo", cid), args["auth_id"])
+                    for cid in page
+                ],
+            },
+        )
+
+    def _plivo_campaign(self, method: str, args: dict[str, str], request: Request) -> _Reply:
+        campaign = self.carrier.campaigns.get("plivo", args["cid"])
+        if not campaign.exists:
+            return self._error("plivo", 404, "campaign not found")
+        return _Reply(
+            200, {"api_id": _api_id(), "campaign": plivo_campaign(campaign, args["auth_id"])}
+        )
+
     # ---- Telnyx ----
+    def _telnyx_campaign(self, method: str, args: dict[str, str], request: Request) -> _Reply:
+        campaign = self.carrier.campaigns.get("telnyx", args["cid"])
+        if not campaign.exists:
+            return self._not_found("telnyx")
+        return _Reply(200, telnyx_campaign(campaign, shared=False))
+
+    def _telnyx_partner_campaign(
+        self, method: str, args: dict[str, str], request: Request
+    ) -> _Reply:
+        campaign = self.carrier.campaigns.get("telnyx", args["cid"])
+        if not campaign.exists:
+            return self._not_found("telnyx")
+        return _Reply(200, telnyx_campaign(campaign, shared=True))
+
     def _telnyx_record(self, rec: Record) -> dict[str, Any]:
         # A campaign id that is not a UUID is the TCR id of a campaign shared with the account
         # by another CSP: its records carry that id as campaignId and no Telnyx ids (REFERENCE §12).
@@ -681,7 +773,21 @@ class Sandbox:
         }
         if rec.status in (LINK_FAILED, UNLINK_FAILED) and rec.failure_reason:
             out["failureReasons"] = rec.failure_reason
+        out |= self._telnyx_mapping(rec)
         return out
+
+    def _telnyx_mapping(self, rec: Record) -> dict[str, str]:
+        """Per-carrier mapping statuses: PENDING while assigning, ADDED once assigned, except
+        the carrier ``telnyx_mapping_failures`` names for this number (or "*"): FAILED."""
+        if rec.status not in (PENDING_LINK, LINKED):
+            return {}
+        failures = self._cfg.telnyx_mapping_failures
+        failed = failures.get(rec.number, failures.get("*"))
+        done = rec.status == LINKED
+        return {
+            field: ("FAILED" if carrier == failed else "ADDED") if done else "PENDING"
+            for field, carrier in TELNYX_MAPPING_FIELDS.items()
+        }
 
     def _telnyx_body(self, request: Request) -> tuple[str, str] | _Reply:
         try:
@@ -829,6 +935,8 @@ class Sandbox:
             return _Reply(200, {**self._cfg.to_dict(), "telnyx_public_key": self.telnyx_public_key})
         if name == "counters":
             return _Reply(200, self.counters())
+        if name in ("campaigns", "preload"):
+            return self._control_campaigns(name, request, body)
         if name == "reset":
             self.reset(config=bool(body.get("config", False)))
             return _Reply(200, {"reset": True})
@@ -876,8 +984,54 @@ class Sandbox:
             return _Reply(200, {"ok": True, "callbacks_pending": self.dispatcher.pending()})
         if name == "env":
             return _Reply(200, self.env(request.host_url.rstrip("/")))
+        if name == "events":
+            try:
+                since_seq = int(request.args.get("since_seq", 0))
+                limit = int(request.args.get("limit", 1000))
+            except ValueError:
+                return _Reply(400, {"error": "since_seq and limit must be integers"})
+            return _Reply(200, self.events.log(since_seq, limit))
         return _Reply(404, {"error": "unknown control endpoint"})
 
+    def _control_campaigns(self, name: str, request: Request, body: dict[str, Any]) -> _Reply:
+        """``/_sandbox/campaigns`` (change one campaign, or list the configured ones) and
+        ``/_sandbox/preload`` (links that existed before dlcsync, created silently)."""
+        provider = (
+            body.get("provider") if request.method == "POST" else request.args.get("provider")
+        )
+        if provider not in PROVIDERS:
+            return _Reply(400, {"error": "provider must be plivo or telnyx"})
+        campaigns = self.carrier.campaigns
+        if name == "campaigns" and request.method == "GET":
+            return _Reply(200, {"campaigns": [vars(c) for c in campaigns.configured(provider)]})
+        if name == "campaigns":
+            cid = body.get("campaign_id")
+            if not isinstance(cid, str) or not cid:
+                return _Reply(400, {"error": "campaign_id is required"})
+            changes = {k: v for k, v in body.items() if k not in ("provider", "campaign_id")}
+            try:
+                return _Reply(200, vars(campaigns.update(provider, cid, changes)))
+            except CampaignConfigError as exc:
+                return _Reply(400, {"error": str(exc)})
+        links = body.get("links")
+        if not isinstance(links, list):
+            return _Reply(400, {"error": "links must be a list"})
+        parsed: list[tuple[str, str, bool]] = []
+        for i, item in enumerate(links):
+            number = nanp_e164(item.get("number")) if isinstance(item, dict) else None
+            cid = item.get("campaign_id") if isinstance(item, dict) else None
+            if number is None or not isinstance(cid, str) or not cid:
+                return _Reply(400, {"error": f"links[{i}] needs a US number and a campaign_id"})
+            parsed.append((number, cid, item.get("status") == "pending"))
+        return _Reply(200, {"preloaded": self.carrier.preload(provider, parsed)})
+
+
+#: Assignment record fields of the per-carrier mapping statuses -> carrier names.
+TELNYX_MAPPING_FIELDS = {
+    "tmobileNumberMappingStatus": "tmobile",
+    "nonTmobileNumberMappingStatus": "non_tmobile",
+    "attNumberMappingStatus": "att",
+}
 
 _TELNYX_TITLES = {
     "10004": "Missing required parameter",

@@ -83,6 +83,12 @@ class SandboxConfig:
     plivo_rate_window: float = 5.0
     telnyx_rate_limit: int = 20
     telnyx_rate_window: float = 1.0
+    # --- Telnyx per-carrier mapping: number (or "*") -> carrier whose mapping FAILED
+    # ("tmobile", "non_tmobile" or "att"); every other mapping of an assigned number is ADDED.
+    telnyx_mapping_failures: dict[str, str] = field(default_factory=dict)
+    # --- outbound event receiver (POST /_sandbox/events) ---
+    event_secret: str | None = None  # "whsec_..."; unset: every event is refused (401)
+    event_refuse_ratio: float = 0.0  # share of valid events answered 503 (to test retries)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -91,6 +97,7 @@ class SandboxConfig:
         return dataclasses.replace(
             self,
             telnyx_campaign_webhooks=dict(self.telnyx_campaign_webhooks),
+            telnyx_mapping_failures=dict(self.telnyx_mapping_failures),
             callback_retry_intervals=list(self.callback_retry_intervals),
             fault_providers=list(self.fault_providers),
         )
@@ -120,6 +127,7 @@ class SandboxConfig:
             "hang_ratio",
             "unknown_status_ratio",
             "malformed_json_ratio",
+            "event_refuse_ratio",
         ):
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:
@@ -152,6 +160,11 @@ class SandboxConfig:
             raise ConfigError("callback_workers must be >= 1")
         if self.plivo_max_limit < 1 or self.telnyx_max_records_per_page < 1:
             raise ConfigError("page size limits must be >= 1")
+        carriers = {"tmobile", "non_tmobile", "att"}
+        if not set(self.telnyx_mapping_failures.values()) <= carriers:
+            raise ConfigError(f"telnyx_mapping_failures carriers must be among {sorted(carriers)}")
+        if self.event_secret is not None and not self.event_secret.startswith("whsec_"):
+            raise ConfigError("event_secret must start with 'whsec_'")
         if any(x < 0 for x in self.callback_retry_intervals):
             raise ConfigError("callback_retry_intervals must be >= 0")
         if self.hang_mode not in ("answer", "close"):

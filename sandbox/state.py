@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from sandbox.campaigns import DORMANT_REASON, Campaigns
 from sandbox.config import SandboxConfig
 
 PENDING_LINK = "pending_link"
@@ -75,6 +76,7 @@ class Record:
     failure_reason: str | None = None
     due: float | None = None  # monotonic time at which the pending transition completes
     fail: bool = False  # the decided outcome of the pending transition
+    fail_reason: str | None = None  # why, when the campaign (not chance) decided it
     version: int = 0
     request_count: int = 0
     callback_url: str | None = None  # Plivo: the url of the request in progress
@@ -148,6 +150,7 @@ class Carrier:
         self._counts: dict[tuple[str, str, str, str], int] = {}
         self._heap: list[tuple[float, int, tuple[str, str], int]] = []
         self._seq = 0
+        self.campaigns = Campaigns()
 
     # ---- helpers (call with the lock held) ----
     def _next_seq(self) -> int:
@@ -164,6 +167,9 @@ class Carrier:
         )
         rec.request_count = count
         rec.failure_reason = None
+        rec.fail_reason = None
+        if kind == "link" and self.campaigns.wake(rec.provider, rec.campaign_id):
+            rec.fail, rec.fail_reason = True, DORMANT_REASON
         rec.version += 1
         rec.due = now + cfg.delay
         rec.updated_at = utcnow()
@@ -204,7 +210,7 @@ class Carrier:
         if rec.status == PENDING_LINK:
             if rec.fail:
                 rec.status = LINK_FAILED
-                rec.failure_reason = cfg.link_failure_reason
+                rec.failure_reason = rec.fail_reason or cfg.link_failure_reason
                 self._event(rec, "link", "failed", reason=rec.failure_reason)
             else:
                 rec.status = LINKED
@@ -243,9 +249,38 @@ class Carrier:
     def reset(self) -> None:
         with self.lock:
             self._records.clear()
+            self.campaigns.reset()
             self._counts.clear()
             self._heap.clear()
             self.changed.notify_all()
+
+    def _check_cap(self, provider: str, campaign: str, adding: int) -> None:
+        """Refuse a link that would put more numbers on the campaign than its cap."""
+        cap = self.campaigns.get(provider, campaign).max_numbers
+        if cap is None:
+            return
+        held = sum(
+            1
+            for (p, _), r in self._records.items()
+            if p == provider and r.campaign_id == campaign and r.status != LINK_FAILED
+        )
+        if held + adding > cap:
+            raise CarrierError(
+                "conflict", f"Campaign {campaign} has reached its limit of {cap} numbers"
+            )
+
+    def preload(self, provider: str, links: list[tuple[str, str, bool]]) -> int:
+        """Links that existed before dlcsync: (E.164 number, campaign, pending). No callbacks;
+        a pending one completes later like any other. Returns how many were created."""
+        with self.lock:
+            now = self._clock()
+            for number, campaign, pending in links:
+                rec = self._new_record(provider, number, campaign)
+                if pending:
+                    self._schedule(rec, "link", now)
+                else:
+                    rec.status = LINKED
+            return len(links)
 
     # ---- reads ----
     def get(self, provider: str, number: str) -> Record | None:
@@ -297,6 +332,7 @@ class Carrier:
                         "conflict", f"The number {digits} is already requested for linking"
                     )
                 raise CarrierError("conflict", f"The number {digits} is already linked")
+            self._check_cap("plivo", campaign, len(numbers))
             now = self._clock()
             for number in numbers:
                 rec = self._new_record("plivo", number, campaign)
@@ -341,6 +377,7 @@ class Carrier:
                         "remove it first or use PUT",
                     )
                 return dataclasses.replace(rec)  # idempotent: already requested/assigned
+            self._check_cap("telnyx", campaign, 1)
             rec = self._new_record("telnyx", number, campaign)
             self._schedule(rec, "link", self._clock())
             self._event(rec, "link", "accepted")
@@ -356,6 +393,7 @@ class Carrier:
                 raise CarrierError("busy", f"{number} is being unassigned; retry later")
             if rec.campaign_id == campaign and rec.status in (PENDING_LINK, LINKED):
                 return dataclasses.replace(rec)
+            self._check_cap("telnyx", campaign, 1)
             rec.campaign_id = campaign
             rec.status = PENDING_LINK
             self._schedule(rec, "link", self._clock())

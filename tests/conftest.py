@@ -26,6 +26,9 @@ PG_ADMIN_URL = os.environ.get(
 )
 REDIS_URL = os.environ.get("DLCSYNC_TEST_REDIS", "redis://127.0.0.1:6379/15")
 TABLES = (
+    "event_deliveries",
+    "event_outbox",
+    "mapping_changes",
     "alerts",
     "link_events",
     "inbox",
@@ -33,6 +36,8 @@ TABLES = (
     "callback_nonces",
     "dashboard_sessions",
     "login_failures",
+    "jobs",
+    "campaign_limits",
 )
 
 hypothesis_settings.register_profile("ci", deadline=None, print_blob=True)

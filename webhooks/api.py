@@ -1,4 +1,6 @@
-"""The JSON API under ``/api/v1`` (DESIGN §4); spectree makes its OpenAPI document.
+"""The JSON API under ``/api/v1`` (DESIGN §4): the blueprint, what every operation shares,
+and the links, history, campaign and event operations. spectree makes the OpenAPI document
+(:mod:`webhooks.openapi`, which also gathers the operations of :mod:`webhooks.api_desired`).
 
 One view function per operation: a Flask route, ``@api.validate`` with its answers
 (:func:`answers`) and its operation id, its query and body models (:mod:`webhooks.schemas`) as
@@ -17,14 +19,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-import functools
-import json
 from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 import structlog
-from flask import Blueprint, Flask, current_app, request
+from flask import Blueprint, current_app, request
 from pydantic import BaseModel, ValidationError
 from spectree import Response, SecurityScheme, SecuritySchemeData, SpecTree
 from spectree.models import SecureType
@@ -106,7 +106,7 @@ def _validated_input(
         raise ApiError(400, f"invalid_{where}", _problems(problem, where))
 
 
-def _path(model: type[BaseModel], **values: str) -> Any:
+def path_values(model: type[BaseModel], **values: str) -> Any:
     """Path values, validated like the query and body (spectree validates only those)."""
     try:
         return model.model_validate(values)
@@ -171,7 +171,7 @@ def _concurrent(exc: ConcurrentChange) -> tuple[Any, int]:
 # --- helpers -------------------------------------------------------------------------------
 
 
-def _configured(provider: str) -> str:
+def configured(provider: str) -> str:
     if not services().specs[provider].enabled(services().settings):
         raise ApiError(400, "provider_not_configured", f"provider {provider} is not configured")
     return provider
@@ -212,7 +212,7 @@ def _page(rows: list[T], limit: int, key: Callable[[T], int | None]) -> tuple[li
     return rows, encode_cursor(last)
 
 
-def _read_session() -> Session:
+def read_session() -> Session:
     return Session(services().engine, expire_on_commit=False)
 
 
@@ -235,7 +235,7 @@ def request_links(json: LinkRequest) -> tuple[LinkResults, int]:
     accepted, or rejected with a reason (e.g. not a valid US number). Idempotent: asking
     again for what is already requested or linked creates no new generation.
     """
-    provider = _configured(json.provider)
+    provider = configured(json.provider)
     entries = [Entry(raw, line=i) for i, raw in enumerate(json.numbers)]
 
     def record() -> list[NumberResult]:
@@ -257,8 +257,8 @@ def request_unlink(provider: str, number: str) -> tuple[NumberResultOut, int]:
     Ask dlcsync to unlink a number. A number already unlinked (or being unlinked) answers
     202 and changes nothing; a number dlcsync does not know answers 404.
     """
-    path: LinkPath = _path(LinkPath, provider=provider, number=number)
-    provider = _configured(path.provider)
+    path: LinkPath = path_values(LinkPath, provider=provider, number=number)
+    provider = configured(path.provider)
     number = _number(path.number)
 
     def record() -> list[NumberResult]:
@@ -278,7 +278,7 @@ def list_links(query: LinkListQuery) -> LinkPage:
 
     Links in a stable order; pass `next_cursor` back as `cursor` for the next page.
     """
-    with _read_session() as session:
+    with read_session() as session:
         rows = reports.links_page(
             session,
             provider=query.provider,
@@ -305,10 +305,10 @@ def get_link(provider: str, number: str, query: LinkQuery) -> LinkOut:
     before the first request). `as_of` must carry a timezone; naive times are refused
     with 400.
     """
-    path: LinkPath = _path(LinkPath, provider=provider, number=number)
-    provider = _configured(path.provider)
+    path: LinkPath = path_values(LinkPath, provider=provider, number=number)
+    provider = configured(path.provider)
     number = _number(path.number)
-    with _read_session() as session:
+    with read_session() as session:
         if query.as_of is not None:
             row = history.state_as_of(session, provider, number, query.as_of)
             if row is None:
@@ -329,11 +329,11 @@ def link_history(provider: str, number: str, query: PageQuery) -> AuditPage:
 
     The number's audit rows, oldest first.
     """
-    path: LinkPath = _path(LinkPath, provider=provider, number=number)
-    provider = _configured(path.provider)
+    path: LinkPath = path_values(LinkPath, provider=provider, number=number)
+    provider = configured(path.provider)
     number = _number(path.number)
     after = decode_cursor(query.cursor)
-    with _read_session() as session:
+    with read_session() as session:
         if load(session, provider, number, lock=False) is None:
             raise ApiError(404, "not_found", f"{number} is not managed by dlcsync at {provider}")
         rows = history.link_history(
@@ -353,9 +353,9 @@ def campaign_summary(provider: str, campaign_id: str) -> CampaignSummary:
 
     How many of the campaign's numbers are in each state (every state listed).
     """
-    path: CampaignPath = _path(CampaignPath, provider=provider, campaign_id=campaign_id)
-    provider = _configured(path.provider)
-    with _read_session() as session:
+    path: CampaignPath = path_values(CampaignPath, provider=provider, campaign_id=campaign_id)
+    provider = configured(path.provider)
+    with read_session() as session:
         rows = reports.state_counts(session, provider=provider, campaign_id=path.campaign_id)
     found = {row.state: row.count for row in rows}
     counts = {state.value: found.get(state.value, 0) for state in State}
@@ -375,7 +375,7 @@ def list_events(query: EventQuery) -> AuditPage:
     Audit rows of all numbers in id order, recorded in [`since`, `until`), optionally only
     those moving to `state`, of one provider or campaign.
     """
-    with _read_session() as session:
+    with read_session() as session:
         rows = history.events(
             session,
             since=query.since,
@@ -388,48 +388,3 @@ def list_events(query: EventQuery) -> AuditPage:
         )
     items, cursor = _page(list(rows), query.limit, lambda row: row.id)
     return AuditPage(items=[AuditRow.of(row) for row in items], next_cursor=cursor)
-
-
-# --- the document --------------------------------------------------------------------------
-
-
-@bp.get("/openapi.json", provide_automatic_options=False)
-def openapi() -> tuple[Any, int]:
-    return openapi_document(), 200
-
-
-class Operation(NamedTuple):
-    method: str
-    path: str
-
-
-def operations() -> list[Operation]:
-    """Every operation of the document (the auth tests check they cover them all)."""
-    paths = openapi_document()["paths"]
-    return [Operation(method.upper(), path) for path, ops in paths.items() for method in ops]
-
-
-#: Path values are validated in the views; the document shows the path models' rules.
-PATH_MODELS = (LinkPath, CampaignPath)
-
-
-@functools.cache
-def openapi_document() -> dict[str, Any]:
-    """The OpenAPI 3.1 document of this blueprint's views, as spectree builds it (on an app of
-    its own, so that it is the same without a request and in any app)."""
-    app = Flask(__name__)
-    app.register_blueprint(bp)
-    with app.app_context():
-        document: dict[str, Any] = json.loads(json.dumps(api.spec))  # a copy, plain JSON
-    rules = {
-        name: schema
-        for model in PATH_MODELS
-        for name, schema in model.model_json_schema()["properties"].items()
-    }
-    for operation in (op for ops in document["paths"].values() for op in ops.values()):
-        for param in operation["parameters"]:
-            if param["in"] == "path" and param["name"] in rules:
-                schema = {k: v for k, v in rules[param["name"]].items() if k != "title"}
-                param["description"] = schema.pop("description", param["description"])
-                param["schema"] = schema
-    return document

@@ -49,15 +49,16 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
         or make_engine(settings.database_url, pool_pre_ping=False),
         specs=specs,
         handlers=overrides.pop("handlers", None) or build_callback_handlers(settings, specs),
+        enqueue=enqueue,
         broker_ping=broker_ping,
         publisher=BatchPublisher(enqueue),
     )
 
-    from webhooks.api import bp as api_bp
     from webhooks.dashboard import bp as dashboard_bp
     from webhooks.health import bp as health_bp
     from webhooks.intake import bp as intake_bp
     from webhooks.metrics_view import bp as metrics_bp
+    from webhooks.openapi import bp as api_bp
 
     app.register_blueprint(intake_bp)
     app.register_blueprint(health_bp)

@@ -39,7 +39,8 @@ from flask import Blueprint, abort, redirect, render_template, request, session,
 from flask.blueprints import BlueprintSetupState
 from sqlmodel import Session
 
-from models import history, logins, reports
+from models import history, logins, mapping, reports
+from models.alerts import outbox as alerts
 from models.db import transaction
 from models.numbers import InvalidNumber, lookup_e164
 from models.problems import Problem, problem_counts, problem_links
@@ -272,6 +273,10 @@ def index() -> Any:
         )
         kind_counts = problem_counts(db, stuck_after=stuck_after, now=now)
         buckets = reports.transitions_per_hour(db, hours=CHART_HOURS, now=now)
+        attention_alerts = {
+            kind: list(alerts.recent_alerts(db, since=now - ATTENTION_WINDOW, kind=kind, limit=20))
+            for kind in ATTENTION_ALERT_KINDS
+        }
 
     rows: dict[tuple[str, str], dict[str, int]] = {}
     for c in counts:
@@ -294,12 +299,19 @@ def index() -> Any:
         by_kind=by_kind,
         kind_counts=kind_counts,
         problem_total=problem_total,
+        attention_alerts=attention_alerts,
         chart=transition_chart(buckets, now=now, hours=CHART_HOURS),
         stuck_after=stuck_after,
         csrf=_csrf_token(),
         logged_in=True,
         now=now,
     )
+
+
+#: Alerts about campaigns and carrier mappings, shown under "needs attention" (links that
+#: failed, are stuck or drifted are listed from the links themselves).
+ATTENTION_ALERT_KINDS = ("campaign_failing", "campaign_empty", "carrier_mapping_failed")
+ATTENTION_WINDOW = timedelta(days=30)
 
 
 @bp.get("/number")
@@ -327,6 +339,9 @@ def number() -> Any:
     with Session(svc.engine) as db:
         links = reports.links_of_number(db, e164, provider)
         timelines = [(link, history.link_history(db, link.provider, e164)) for link in links]
+        mappings: dict[int, list[Any]] = {}
+        for change in mapping.history(db, [link.id for link in links if link.id is not None]):
+            mappings.setdefault(change.link_id, []).append(change)
     return (
         render_template(
             "dashboard/number.html",
@@ -334,6 +349,8 @@ def number() -> Any:
             number=e164,
             error=None,
             timelines=timelines,
+            mappings=mappings,
+            carrier_names=mapping.CARRIER_NAMES,
             csrf=_csrf_token(),
             logged_in=True,
         ),

@@ -7,8 +7,9 @@ Two kinds of series:
   gunicorn worker and Celery process of the host in multiprocess mode;
 - gauges about the data, computed from the database at scrape time by
   :class:`DatabaseCollector`: links per provider and state, age of the oldest pending link,
-  inbox backlog, alerts per state. A scrape that cannot reach the database still answers
-  200, with ``dlcsync_database_up 0`` and without those gauges.
+  inbox backlog, alerts per state, age of the oldest undelivered outbound event. A scrape
+  that cannot reach the database still answers 200, with ``dlcsync_database_up 0`` and
+  without those gauges.
 
 No authentication, as is usual for scrape targets: the page shows counts, never numbers or
 secrets. Bind it privately: let the load balancer or reverse proxy refuse ``/metrics`` from
@@ -29,7 +30,7 @@ from prometheus_client.registry import Collector
 from sqlmodel import Session
 
 from common.metrics import render_latest
-from models import reports
+from models import events, reports
 from models.statemachine import State
 from models.tables import utcnow
 from providers.registry import enabled_providers
@@ -102,7 +103,15 @@ class DatabaseCollector(Collector):
         )
         for alert_state in sorted({"pending", "sent", "failed", *alerts}):
             alert_family.add_metric([alert_state], alerts.get(alert_state, 0))
-        return [links, age, inbox, alert_family]
+        oldest_event = events.oldest_undelivered(session)
+        event_age = GaugeMetricFamily(
+            "dlcsync_oldest_undelivered_event_age_seconds",
+            "Age of the oldest outbound event not yet delivered to every URL; 0 if none",
+        )
+        event_age.add_metric(
+            [], max(0.0, (now - oldest_event).total_seconds()) if oldest_event else 0
+        )
+        return [links, age, inbox, alert_family, event_age]
 
 
 @bp.get("/metrics")

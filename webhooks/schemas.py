@@ -1,7 +1,7 @@
 """Pydantic models of the ``/api/v1`` JSON API (DESIGN §4): one source of truth.
 
 The views validate path, query and body input with these models and build every answer from
-them; :func:`webhooks.api.openapi_document` turns the same models into the OpenAPI document.
+them; :func:`webhooks.openapi.openapi_document` turns the same models into the OpenAPI document.
 A change here is a change of the contract, visible in ``GET /api/v1/openapi.json``.
 
 Times are ISO 8601 with a timezone, in and out. A timestamp without an offset is refused
@@ -11,7 +11,7 @@ Times are ISO 8601 with a timezone, in and out. A timestamp without an offset is
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -20,16 +20,24 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    SerializerFunctionWrapHandler,
     WithJsonSchema,
+    model_serializer,
 )
 
+from models.desired import GROUPS, Change, Plan
 from models.numbers import CAMPAIGN_ID, check_campaign_id
 from models.statemachine import State
-from models.tables import Link, LinkEvent
+from models.tables import Job, Link, LinkEvent
 from providers.registry import SPECS
 
 #: Most numbers one ``POST /api/v1/links`` may carry.
 MAX_NUMBERS = 10_000
+#: Most declared links one ``POST /api/v1/plan`` or ``/apply`` may carry (the 256 KiB body
+#: limit comes first, at about 3,000).
+MAX_DESIRED = 10_000
+#: Most campaigns one ``POST /api/v1/adopt`` may name.
+MAX_CAMPAIGNS = 1000
 MAX_LIMIT = 1000
 DEFAULT_LIMIT = 100
 
@@ -155,6 +163,16 @@ class LinkOut(BaseModel):
     provider_status: str | None
     failure_reason: str | None
     updated_at: datetime
+    #: Telnyx per-carrier mapping ({"tmobile": "ADDED", ...}); left out when not reported,
+    #: so a link's shape stays DESIGN's for providers without it.
+    carrier_mapping: dict[str, str] | None = None
+
+    @model_serializer(mode="wrap")
+    def _omit_missing_mapping(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        if data.get("carrier_mapping") is None:
+            data.pop("carrier_mapping", None)
+        return data
 
     @classmethod
     def of(cls, link: Link) -> LinkOut:
@@ -167,6 +185,7 @@ class LinkOut(BaseModel):
             provider_status=link.provider_status,
             failure_reason=link.failure_reason,
             updated_at=link.updated_at,
+            carrier_mapping=link.carrier_mapping,
         )
 
     @classmethod
@@ -259,3 +278,155 @@ class CampaignSummary(BaseModel):
     campaign_id: str
     counts: Counts
     total: int
+
+
+# --- adoption jobs and desired state (webhooks.api_desired) ------------------------------
+
+
+class AdoptRequest(BaseModel):
+    """Body of ``POST /api/v1/adopt``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    provider: ProviderName
+    campaign_ids: list[CampaignId] = Field(
+        default_factory=list,
+        max_length=MAX_CAMPAIGNS,
+        description="the campaigns to adopt; empty or left out: every campaign of the account",
+    )
+
+
+class JobPath(_Input):
+    job_id: int = Field(ge=1, le=2**63 - 1, description="from `POST /api/v1/adopt`")
+
+
+class DesiredLink(BaseModel):
+    """One number that should be linked to one campaign."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    provider: ProviderName
+    number: str = Field(max_length=40, description="E.164 (`+15551234567`)")
+    campaign_id: CampaignId
+
+
+class DesiredState(BaseModel):
+    """Body of ``POST /api/v1/plan`` and ``POST /api/v1/apply``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    links: list[DesiredLink] = Field(
+        min_length=1, max_length=MAX_DESIRED, description="one item per number"
+    )
+    prune: bool = Field(
+        default=False,
+        description=(
+            "also unlink the numbers dlcsync holds linked or pending on a provider named in "
+            "`links` that `links` leaves out"
+        ),
+    )
+
+
+class JobCreated(BaseModel):
+    job_id: int
+
+
+class AdoptProblem(BaseModel):
+    what: str
+    why: str
+
+
+class AdoptSummaryOut(BaseModel):
+    adopted: int
+    already_known: int
+    drift: int
+    errors: int
+    error_samples: list[AdoptProblem]
+    not_listed: int
+    not_listed_samples: list[str]
+
+
+class JobOut(BaseModel):
+    id: int
+    kind: str
+    state: Literal["queued", "running", "done", "failed"]
+    params: dict[str, Any]
+    progress: int = Field(description="numbers recorded so far")
+    total: int | None = Field(description="numbers the carrier listed, once known")
+    summary: AdoptSummaryOut | None = Field(description="once done")
+    error: str | None = Field(description="why it failed")
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, job: Job) -> JobOut:
+        assert job.id is not None
+        return cls(
+            id=job.id,
+            kind=job.kind,
+            state=job.state,  # models.jobs writes only these
+            params=job.params,
+            progress=job.progress,
+            total=job.total,
+            summary=AdoptSummaryOut.model_validate(job.summary) if job.summary else None,
+            error=job.error,
+            created_at=job.created_at,
+            updated_at=job.updated_at,
+        )
+
+
+class PlanEntry(BaseModel):
+    provider: str
+    number: str
+    campaign_id: str = Field(description="the campaign it goes to (or, to unlink, is on)")
+    from_campaign_id: str | None = Field(
+        description="a move: the campaign it leaves; an unlink: the campaign it is on"
+    )
+    index: int | None = Field(description="its position in `links` (none for an unlink)")
+
+    @classmethod
+    def of(cls, change: Change) -> PlanEntry:
+        return cls(
+            provider=change.provider,
+            number=change.number,
+            campaign_id=change.campaign_id,
+            from_campaign_id=change.from_campaign,
+            index=change.line,
+        )
+
+
+class PlanCounts(BaseModel):
+    link: int
+    move: int
+    unlink: int
+    unchanged: int
+
+
+class CampaignPlanCounts(PlanCounts):
+    provider: str
+    campaign_id: str
+
+
+class PlanOut(BaseModel):
+    """What applying a desired state does (``plan``) or did (``apply``)."""
+
+    link: list[PlanEntry]
+    move: list[PlanEntry]
+    unlink: list[PlanEntry]
+    unchanged: list[PlanEntry]
+    counts: PlanCounts
+    per_campaign: list[CampaignPlanCounts]
+    prune: bool
+
+    @classmethod
+    def of(cls, plan: Plan) -> PlanOut:
+        groups = {g: [PlanEntry.of(c) for c in getattr(plan, g)] for g in GROUPS}
+        return cls(
+            **groups,
+            counts=PlanCounts(**{g: len(entries) for g, entries in groups.items()}),
+            per_campaign=[
+                CampaignPlanCounts(provider=p, campaign_id=c, **{g: n[g] for g in GROUPS})
+                for (p, c), n in plan.per_campaign().items()
+            ],
+            prune=plan.prune,
+        )

@@ -32,6 +32,8 @@ class Services:
     specs: Specs
     #: One per spec: verifies and parses the provider's callbacks.
     handlers: dict[str, CallbackHandler]
+    #: Publishes a task by name (``POST /api/v1/adopt``); raises when the broker is down.
+    enqueue: Callable[..., None]
     #: Raises when the broker is unreachable (for /readyz).
     broker_ping: Callable[[], None]
     #: Hands committed inbox ids to the worker, batched, off the request path.

@@ -23,8 +23,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -37,7 +36,7 @@ from common import crashpoints
 from common.metrics import ALERT_DELIVERIES
 from models.alerts import delivery, grouping, messages, stuck
 from models.alerts.states import DeliveryState
-from models.db import transaction
+from models.db import exclusive_run, transaction
 from models.tables import utcnow
 
 log = structlog.get_logger(__name__)
@@ -46,7 +45,9 @@ CONNECT_TIMEOUT = 2.0
 READ_TIMEOUT = 5.0
 #: Alerts claimed per run.
 BATCH = 20
-#: PostgreSQL advisory lock id of a delivery run (see ``_exclusive_run``).
+#: PostgreSQL advisory lock id of a delivery run (see ``models.db.exclusive_run``). Not for
+#: correctness (claims are safe under concurrency) but for fairness: a slow alert endpoint
+#: then occupies one worker process at most, never the pool that processes links.
 RUN_LOCK_ID = 0x646C6373_616C7274  # "dlcs" "alrt"
 #: A run stops starting sends after this long and hands the rest back (well inside the lease).
 RUN_BUDGET = delivery.SEND_LEASE / 2
@@ -100,31 +101,6 @@ class DeliveryStats:
     released: int = 0
 
 
-@contextmanager
-def _exclusive_run(engine: sa.Engine) -> Iterator[bool]:
-    """At most one delivery run at a time on PostgreSQL (True if this one may go ahead).
-
-    Not for correctness (claims are safe under concurrency) but for fairness: a slow alert
-    endpoint then occupies one worker process at most, never the pool that processes links.
-    The lock is a session lock on a connection held for the run: a killed worker's
-    connection closes and the lock goes with it. SQLite serialises writers anyway.
-    """
-    if engine.dialect.name != "postgresql":
-        yield True
-        return
-    with engine.connect() as conn:
-        got = bool(
-            conn.execute(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": RUN_LOCK_ID}).scalar()
-        )
-        conn.commit()
-        try:
-            yield got
-        finally:
-            if got:
-                conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": RUN_LOCK_ID})
-                conn.commit()
-
-
 def deliver_alerts(
     engine: sa.Engine,
     urls: Sequence[str],
@@ -140,7 +116,7 @@ def deliver_alerts(
     """One delivery run (see the module docstring)."""
     if not exclusive:
         return _deliver(engine, urls, send, limit, max_attempts, now, rng, budget)
-    with _exclusive_run(engine) as mine:
+    with exclusive_run(engine, RUN_LOCK_ID) as mine:
         if not mine:
             return DeliveryStats()
         return _deliver(engine, urls, send, limit, max_attempts, now, rng, budget)

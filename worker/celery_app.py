@@ -27,13 +27,22 @@ SWEEP_INBOX = "dlcsync.sweep_inbox"
 RECONCILE = "dlcsync.reconcile"
 DELIVER_ALERTS = "dlcsync.deliver_alerts"
 DETECT_STUCK = "dlcsync.detect_stuck"
+DELIVER_EVENTS = "dlcsync.deliver_events"
+CHECK_CAMPAIGNS = "dlcsync.check_campaigns"
 PURGE_INBOX = "dlcsync.purge_inbox"
+ADOPT = "dlcsync.adopt"
+#: An adoption lists a whole account: longer than the other tasks may take (still under
+#: VISIBILITY_TIMEOUT, so Redis does not hand it to a second worker while it runs).
+ADOPT_SOFT_TIME_LIMIT = 1740
+ADOPT_TIME_LIMIT = 1800
 
 BEAT_SCHEDULE_SECONDS = {
     SWEEP_INBOX: 10.0,
     RECONCILE: 2.0,
     DELIVER_ALERTS: 3.0,
     DETECT_STUCK: 60.0,
+    DELIVER_EVENTS: 2.0,
+    CHECK_CAMPAIGNS: 300.0,
     PURGE_INBOX: 600.0,
 }
 

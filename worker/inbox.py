@@ -23,6 +23,7 @@ from common.metrics import INBOX_OUTCOMES
 from models.alerts.outbox import raise_alert
 from models.apply import Item, apply_batch
 from models.db import transaction
+from models.events import delete_finished
 from models.inbox import (
     FAILED,
     MAX_ATTEMPTS,
@@ -155,6 +156,7 @@ def _parse(
         campaign_id=event.campaign_id,
         reason=event.reason,
         provider_time=event.provider_time,
+        retry_once=event.retry_once,
     )
     if len(event.campaign_ids) > 1:
         assert row.id is not None
@@ -229,14 +231,15 @@ def sweep_inbox(
 def purge_inbox(
     engine: sa.Engine, *, older_than: timedelta, batch: int = 1000, max_batches: int = 50
 ) -> int:
-    """Delete processed rows past retention, one short transaction per batch (no long lock,
-    no huge WAL burst); at most ``max_batches`` per run, the next run goes on. Returns how
-    many rows went."""
+    """Delete processed rows past retention, and the finished deliveries of outbound events of
+    that age, one short transaction per batch (no long lock, no huge WAL burst); at most
+    ``max_batches`` of each per run, the next run goes on. Returns how many rows went."""
     deleted = 0
-    for _ in range(max_batches):
-        with transaction(engine) as session:
-            count = delete_expired(session, older_than=older_than, limit=batch)
-        deleted += count
-        if count < batch:
-            break
+    for purge in (delete_expired, delete_finished):
+        for _ in range(max_batches):
+            with transaction(engine) as session:
+                count = purge(session, older_than=older_than, limit=batch)
+            deleted += count
+            if count < batch:
+                break
     return deleted

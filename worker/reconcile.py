@@ -27,6 +27,7 @@ from providers.base import ProviderClient
 from worker.errors import Retries
 from worker.leases import HeldLease, stopping
 from worker.polling import Poller
+from worker.preflight import Preflight
 from worker.requests import RequestSender
 from worker.results import Recorder, Stats
 
@@ -40,6 +41,8 @@ class Reconciler:
     cadence: Cadence = field(default_factory=Cadence)
     rng: random.Random = field(default_factory=random.Random)
     clock: Callable[[], datetime] = utcnow
+    #: Checks before a link request leaves (None: no checks).
+    preflight: Preflight | None = None
     lease: timedelta = CLAIM_LEASE
     requests: RequestSender = field(init=False)
     poller: Poller = field(init=False)
@@ -47,7 +50,7 @@ class Reconciler:
     def __post_init__(self) -> None:
         recorder = Recorder(self.engine, self.cadence, self.rng, self.clock)
         retries = Retries(self.engine, self.cadence, self.rng, self.clock)
-        self.requests = RequestSender(self.clients, recorder, retries)
+        self.requests = RequestSender(self.clients, recorder, retries, self.preflight)
         self.poller = Poller(self.engine, self.clients, recorder, retries)
 
     def run_once(

@@ -5,6 +5,8 @@ and moves a number between campaigns in one call. Plivo moves by unlinking the n
 once the carrier has let go of it, linking it to the new campaign. A request that timed out
 may have arrived, so it is checked with a GET before it is sent again; a refused request is
 checked the same way before the link is failed (our earlier request may be what it refuses).
+Before any of that, the pre-flight checks (``worker.preflight``) fail the links known to fail,
+and nothing is sent for them.
 """
 
 from __future__ import annotations
@@ -25,10 +27,13 @@ from providers.base import (
     TemporaryProviderError,
 )
 from worker.errors import Retries, is_refusal, retry_after
-from worker.results import Recorder, Stats, not_linked
+from worker.preflight import Preflight
+from worker.results import Recorder, Stats, failure, not_linked
 
 #: Numbers per link request for providers that take many at once (Plivo).
 LINK_BATCH = 100
+#: The provider status recorded for a link the pre-flight checks failed.
+PREFLIGHT_REFUSED = "PREFLIGHT_REFUSED"
 
 
 @dataclass
@@ -36,6 +41,8 @@ class RequestSender:
     clients: Mapping[str, ProviderClient]
     recorder: Recorder
     retries: Retries
+    #: Checks before a link request leaves (None: no checks).
+    preflight: Preflight | None = None
 
     def send(self, claims: Sequence[Claim], stats: Stats) -> None:
         """Send the requests of claims of one provider and campaign."""
@@ -46,6 +53,7 @@ class RequestSender:
                     claim, f"provider {claim.provider} is not configured", None
                 )
             return
+        claims = self._preflight(client, claims, stats)
         batchable: list[Claim] = []
         for claim in claims:
             if claim.needs_check and self._already_there(client, claim, stats):
@@ -57,6 +65,24 @@ class RequestSender:
                 self._call(claim, stats, operation)
         for start in range(0, len(batchable), LINK_BATCH):
             self._link_batch(client, batchable[start : start + LINK_BATCH], stats)
+
+    def _preflight(
+        self, client: ProviderClient, claims: Sequence[Claim], stats: Stats
+    ) -> Sequence[Claim]:
+        """Fail the claims the pre-flight checks refuse (no request); the others."""
+        refused = self.preflight.refusals(client, claims) if self.preflight else {}
+        if not refused:
+            return claims
+        self.recorder.record_many(
+            [
+                (c, failure(c, refused[c.link_id], PREFLIGHT_REFUSED))
+                for c in claims
+                if c.link_id in refused
+            ],
+            stats,
+            source=Source.SYSTEM,
+        )
+        return [c for c in claims if c.link_id not in refused]
 
     def _already_there(self, client: ProviderClient, claim: Claim, stats: Stats) -> bool:
         """After a timed-out request: GET first, so a request that did arrive is not resent."""

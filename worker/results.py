@@ -78,16 +78,7 @@ class Recorder:
 
     def fail(self, claim: Claim, reason: str, stats: Stats) -> None:
         """The provider refused our request for good: record the failure with its reason."""
-        direction = Direction.UNLINK if claim.state is State.UNLINK_REQUESTED else Direction.LINK
-        status = NumberStatus(
-            number=claim.number,
-            campaign_id=claim.campaign_id,
-            provider_status="REJECTED",
-            signal=Signal.FAILED,
-            direction=direction,
-            reason=reason,
-        )
-        self.record(claim, status, stats, source=Source.SYSTEM)
+        self.record(claim, failure(claim, reason), stats, source=Source.SYSTEM)
 
     def _save(
         self, pairs: Sequence[tuple[Claim, NumberStatus]], stats: Stats, source: Source
@@ -136,6 +127,21 @@ def observation(claim: Claim, status: NumberStatus, source: Source, now: datetim
         generation=claim.generation,
         reason=status.reason,
         provider_time=status.provider_time,
+        retry_once=status.retry_once,
+        carrier_mapping=status.carrier_mapping,
+    )
+
+
+def failure(claim: Claim, reason: str, provider_status: str = "REJECTED") -> NumberStatus:
+    """A failure of ``claim``'s request, as an answer about it."""
+    direction = Direction.UNLINK if claim.state is State.UNLINK_REQUESTED else Direction.LINK
+    return NumberStatus(
+        number=claim.number,
+        campaign_id=claim.campaign_id,
+        provider_status=provider_status,
+        signal=Signal.FAILED,
+        direction=direction,
+        reason=reason,
     )
 
 

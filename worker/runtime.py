@@ -15,6 +15,7 @@ from models.db import make_engine
 from models.polling import Cadence
 from providers.base import CallbackHandler, ProviderClient, RateLimiter
 from providers.registry import SPECS, Specs, build_callback_handlers, build_clients, rate_limits
+from worker.preflight import Preflight
 from worker.ratelimit import LocalRateLimiter, RedisRateLimiter
 from worker.reconcile import Reconciler
 
@@ -60,7 +61,7 @@ class Runtime:
             cap=s.poll_backoff_cap_seconds,
             drift_check=s.drift_check_seconds,
         )
-        return Reconciler(self.engine, self.clients, cadence)
+        return Reconciler(self.engine, self.clients, cadence, preflight=Preflight(self.engine))
 
 
 _runtime: Runtime | None = None

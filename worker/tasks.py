@@ -9,9 +9,14 @@ from celery import Celery
 from celery.signals import task_postrun, worker_process_init, worker_shutting_down
 
 from common import crashpoints
-from worker import alerting, inbox, leases
+from worker import adopt, alerting, events, hygiene, inbox, leases
 from worker.celery_app import (
+    ADOPT,
+    ADOPT_SOFT_TIME_LIMIT,
+    ADOPT_TIME_LIMIT,
+    CHECK_CAMPAIGNS,
     DELIVER_ALERTS,
+    DELIVER_EVENTS,
     DETECT_STUCK,
     PROCESS_INBOX,
     PURGE_INBOX,
@@ -40,7 +45,8 @@ def register(app: Celery) -> Celery:
 
     @app.task(name=PURGE_INBOX)
     def purge_inbox() -> int:
-        """Delete processed inbox rows past INBOX_RETENTION_DAYS, in bounded batches."""
+        """Delete processed inbox rows (and finished event deliveries) past
+        INBOX_RETENTION_DAYS, in bounded batches."""
         rt = get_runtime(app)
         return inbox.purge_inbox(
             rt.engine, older_than=timedelta(days=rt.settings.inbox_retention_days)
@@ -71,6 +77,29 @@ def register(app: Celery) -> Celery:
         return alerting.detect_stuck(
             rt.engine, stuck_after=timedelta(seconds=rt.settings.stuck_after_seconds)
         )
+
+    @app.task(name=ADOPT, soft_time_limit=ADOPT_SOFT_TIME_LIMIT, time_limit=ADOPT_TIME_LIMIT)
+    def adopt_job(job_id: int) -> None:
+        """``POST /api/v1/adopt``: the adoption of ``dlcsync adopt``, progress in its job row."""
+        rt = get_runtime(app)
+        adopt.run_adopt_job(rt.engine, rt.clients, job_id, rt.reconciler.cadence)
+
+    @app.task(name=DELIVER_EVENTS)
+    def deliver_events() -> int:
+        """Fan out new audit rows and send due outbound events; retries live in the table."""
+        rt = get_runtime(app)
+        secret = rt.settings.event_webhook_secret
+        stats = events.deliver_events(
+            rt.engine,
+            rt.settings.event_webhook_url_list,
+            secret.get_secret_value() if secret else None,
+        )
+        return stats.results.get("delivered", 0)
+
+    @app.task(name=CHECK_CAMPAIGNS)
+    def check_campaigns() -> int:
+        """Campaign hygiene: campaign_empty and campaign_failing alerts."""
+        return hygiene.check_campaigns(get_runtime(app).engine)
 
     task_postrun.connect(_after_task, weak=False)
     worker_process_init.connect(_in_pool_child, weak=False)

@@ -13,6 +13,7 @@ from typing import Any
 import click
 import sqlalchemy as sa
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from common.settings import Settings
 from models.db import make_engine
@@ -30,6 +31,19 @@ def console(*, stderr: bool = False) -> Console:
     stream = sys.stderr if stderr else sys.stdout
     width = None if stream.isatty() or "COLUMNS" in os.environ else 160
     return Console(file=stream, width=width, highlight=False)
+
+
+def progress_bar(out: Console, *, disable: bool = False) -> Progress:
+    """The commands' progress bar: description, bar, done/total, elapsed; gone when done."""
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=out,
+        transient=True,
+        disable=disable,
+    )
 
 
 @contextmanager

@@ -12,10 +12,11 @@ from sqlmodel import Session
 
 from common.settings import Settings
 from dlcsync.commands._common import console, engine_of, iso, provider_option
+from models import mapping
 from models.history import link_history
 from models.numbers import InvalidNumber, to_e164_us
 from models.reports import links_of_number
-from models.tables import LinkEvent
+from models.tables import LinkEvent, MappingChange
 
 COLUMNS = (
     "from",
@@ -66,6 +67,7 @@ def history(ctx: click.Context, number: str, provider: str | None, as_json: bool
     with engine_of(settings) as engine, Session(engine) as session:
         links = links_of_number(session, e164, provider)
         rows = {link.provider: list(link_history(session, link.provider, e164)) for link in links}
+        changes = mapping.history(session, [link.id for link in links if link.id is not None])
     out = console()
     if not links:
         where = f" at {provider}" if provider else ""
@@ -97,3 +99,24 @@ def history(ctx: click.Context, number: str, provider: str | None, as_json: bool
                 style="yellow" if e.drift else None,
             )
         out.print(table)
+        mine = [c for c in changes if c.link_id == link.id]
+        if mine:
+            out.print(_mapping_table(e164, link.provider, mine))
+
+
+def _mapping_table(number: str, provider: str, changes: list[MappingChange]) -> Table:
+    """Per-carrier mapping changes (Telnyx): not state changes, so not audit rows."""
+    table = Table(title=f"{number} at {provider}: carrier mapping")
+    for name in ("recorded", "carrier", "from", "to", "generation", "source"):
+        table.add_column(name)
+    for c in changes:
+        table.add_row(
+            iso(c.recorded_at),
+            mapping.CARRIER_NAMES.get(c.carrier, c.carrier),
+            c.from_status or "-",
+            c.to_status,
+            str(c.generation),
+            c.source,
+            style="red" if c.to_status == mapping.FAILED else None,
+        )
+    return table

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import click
 import httpx
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from common.settings import Settings
 from dlcsync.commands._common import (
     configured_providers,
     console,
+    progress_bar,
     provider_option,
     require_provider,
 )
@@ -42,14 +42,7 @@ def reconcile(settings: Settings, provider: str | None, campaign: str | None) ->
     try:
         reconciler = runtime.reconciler
         due = {p: reconciler.make_due(provider=p, campaign_id=campaign) for p in providers}
-        with Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=out,
-            transient=True,
-        ) as progress:
+        with progress_bar(out) as progress:
             for p in providers:
                 task = progress.add_task(f"reconciling {p}", total=due[p])
 

@@ -102,3 +102,29 @@ class AlertKind(enum.StrEnum):
         "No request or poll reaches {provider} until this is fixed. Check PLIVO_AUTH_ID and "
         "PLIVO_AUTH_TOKEN or TELNYX_API_KEY (revoked, rotated, typo), then restart the worker.",
     )
+    CARRIER_MAPPING_FAILED = (
+        "carrier_mapping_failed",
+        Severity.FAILURE,
+        "{number} is linked to campaign {campaign} at {provider}, but a carrier's mapping "
+        "FAILED: messages to that carrier's subscribers are filtered.",
+        "Open a ticket with {provider} naming the number, the campaign and the carrier; they "
+        "can re-push the mapping. If it stays FAILED, unlink and link the number again: "
+        "dlcsync unlink --provider {provider} {number}, then dlcsync link --provider "
+        "{provider} --campaign {campaign} {number}. See dlcsync history {number}.",
+    )
+    CAMPAIGN_EMPTY = (
+        "campaign_empty",
+        Severity.WARNING,
+        "Campaign {campaign} at {provider} has had no linked number.",
+        "Link a number to the campaign (dlcsync link --provider {provider} --campaign "
+        "{campaign} NUMBER) before the provider's deadline, or deactivate the campaign at "
+        "{provider} if it is no longer needed.",
+    )
+    CAMPAIGN_FAILING = (
+        "campaign_failing",
+        Severity.FAILURE,
+        "Most link requests on campaign {campaign} at {provider} fail.",
+        "Stop sending link requests to this campaign and check it at {provider}: its status "
+        "(suspended, expired), its number limit, and whether the numbers are in the account "
+        "and on a messaging profile. See dlcsync status --campaign {campaign} --state FAILED.",
+    )

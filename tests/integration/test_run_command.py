@@ -27,6 +27,14 @@ def states(db: Path) -> dict[str, int]:
     return {state: count for state, count in rows}
 
 
+def _count(db: Path, sql: str) -> int:
+    engine = sa.create_engine(f"sqlite:///{db}")
+    with engine.connect() as conn:
+        n = int(conn.execute(sa.text(sql)).scalar_one())
+    engine.dispose()
+    return n
+
+
 def test_run_starts_everything_links_samples_and_stops_cleanly(tmp_path: Path) -> None:
     port, sandbox_port = free_port(), free_port()
     env = {
@@ -40,6 +48,7 @@ def test_run_starts_everything_links_samples_and_stops_cleanly(tmp_path: Path) -
                 "TELNYX_",
                 "API_TOKEN",
                 "PUBLIC_URL",
+                "EVENT_WEBHOOK_",
                 "DLCSYNC_",
                 "PYTEST",
             )
@@ -78,6 +87,15 @@ def test_run_starts_everything_links_samples_and_stops_cleanly(tmp_path: Path) -
         )
         assert r.status_code == 200 and len(r.json()["items"]) == 5
         assert httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200
+        # Every audit row reaches the sandbox as a signed event (it verifies each signature).
+        audit = _count(db, "SELECT count(*) FROM link_events")
+        events_url = f"http://127.0.0.1:{sandbox_port}/_sandbox/events?limit=100000"
+        wait_for(
+            lambda: httpx.get(events_url).json()["counts"]["accepted"] >= audit,
+            60,
+            "events at the sandbox",
+        )
+        assert httpx.get(events_url).json()["counts"]["bad_signature"] == 0
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)  # what Ctrl-C or a service manager does

@@ -13,7 +13,13 @@ from sqlmodel import Session, col, select
 from models.apply import Item, apply_batch, lock_links, save_batch
 from models.batch import Entry, link_numbers
 from models.db import transaction
-from models.links import apply_observation, load, request_link_of, request_unlink_of
+from models.links import (
+    RETRY_REASON,
+    apply_observation,
+    load,
+    request_link_of,
+    request_unlink_of,
+)
 from models.statemachine import Direction, Observation, Signal, Source, State, Verdict
 from models.tables import Alert, Link, LinkEvent
 from tests.statements import counting
@@ -47,6 +53,11 @@ def number(i: int) -> str:
     return f"+1202556{i:04d}"
 
 
+def dormant(t: float) -> Observation:
+    """Telnyx failing a dormant campaign's first assignment (the failure woke it up)."""
+    return obs(Signal.FAILED, t, reason="campaign was dormant; reactivated", retry_once=True)
+
+
 # Sequences of observations of one number, each applied in one batch and one by one.
 SEQUENCES = {
     "callbacks in order, then a duplicate": [
@@ -65,6 +76,13 @@ SEQUENCES = {
         obs(None, 1, status="MYSTERY"),
         obs(Signal.LINKED, 2, source=Source.POLL, status="ASSIGNED", campaign_id="C9"),
         obs(Signal.NOT_LINKED, 3, source=Source.POLL, direction=Direction.UNLINK),
+    ],
+    "a dormant campaign's failure, retried once": [dormant(1)],
+    "the retry failing the same way, not retried again": [dormant(1), dormant(11)],
+    "a dormant failure, then the retry's callbacks in the same batch": [
+        dormant(1),
+        obs(Signal.PENDING, 11),
+        obs(Signal.LINKED, 12, status="ASSIGNED"),
     ],
 }
 
@@ -168,3 +186,38 @@ def test_a_link_whose_compare_and_set_loses_is_applied_again_alone(
         assert decisions[0].verdict is Verdict.IGNORED
         assert (a.state, a.generation) == ("UNLINK_REQUESTED", 2)
         assert a_events == [(None, "LINK_REQUESTED"), ("LINK_REQUESTED", "UNLINK_REQUESTED")]
+
+
+@pytest.mark.parametrize("path", ["batch", "single row"])
+def test_a_dormant_failure_is_retried_once_and_alerts_only_the_second(
+    engine: sa.Engine, path: str
+) -> None:
+    with transaction(engine) as s:
+        request_link_of(s, "telnyx", A, "C1", source=Source.API, now=at(0))
+    for t in (1, 11):  # the failure, then the retry's failure
+        with transaction(engine) as s:
+            if path == "batch":
+                apply_batch(s, [Item("telnyx", A, dormant(t))], now=at(t + 9))
+            else:
+                apply_observation(s, "telnyx", A, dormant(t), now=at(t + 9))
+        if t == 1:
+            with Session(engine) as s:
+                link = load(s, "telnyx", A, lock=False)
+                assert link is not None
+                assert (link.state, link.generation) == ("LINK_REQUESTED", 2)
+                assert s.exec(select(Alert)).all() == []
+    with Session(engine) as s:
+        history = s.exec(
+            select(LinkEvent.generation, LinkEvent.to_state, LinkEvent.source, LinkEvent.reason)
+            .where(LinkEvent.number == A)
+            .order_by(col(LinkEvent.id))
+        ).all()
+        alerts = s.exec(select(Alert)).all()
+    assert [h[:3] for h in history] == [
+        (1, "LINK_REQUESTED", "api"),
+        (1, "FAILED", "webhook"),
+        (2, "LINK_REQUESTED", "system"),
+        (2, "FAILED", "webhook"),
+    ]
+    assert history[2][3] == RETRY_REASON
+    assert [a.payload["state"] for a in alerts] == ["FAILED"]

@@ -225,7 +225,7 @@ def test_list_total_from_meta(client, mock) -> None:
 
 def test_list_refuses_more_numbers_than_asked(client, mock) -> None:
     mock.get(NUMBERS_PATH).respond(200, json=page(0, 21))
-    with pytest.raises(MalformedResponse, match="21 numbers on a page of 20"):
+    with pytest.raises(MalformedResponse, match="21 records on a page of at most 20"):
         client.list_campaign("CUOGHIN")
 
 

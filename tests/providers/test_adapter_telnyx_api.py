@@ -425,5 +425,5 @@ def test_list_ends_on_an_empty_page_before_the_total(client, mock) -> None:
 
 def test_list_refuses_more_records_than_asked(client, mock) -> None:
     mock.get(COLLECTION).mock(side_effect=[page(numbered(3), 3)])
-    with pytest.raises(MalformedResponse, match="3 records on a page of 2"):
+    with pytest.raises(MalformedResponse, match="3 records on a page of at most 2"):
         client.list_campaign(CAMPAIGN)

@@ -133,3 +133,33 @@ def test_statements_per_batch_do_not_grow_with_its_size(engine: sa.Engine, size:
         assert all(link.next_poll_at is not None for link in s.exec(select(Link)).all())
     # Inbox rows, links, link update, audit rows, poll-now, outcomes (+ SQLite's BEGIN).
     assert len(statements) == 6 + (engine.dialect.name == "sqlite"), statements
+
+
+class DormantHandler(FakeHandler):
+    """Every delivery is Telnyx failing a dormant campaign's first assignment."""
+
+    def parse(self, request: CallbackRequest) -> CallbackEvent:
+        data = json.loads(request.body)
+        return CallbackEvent(
+            dedupe_key=data["id"],
+            relevant=True,
+            number=data["number"],
+            campaign_id="C1",
+            provider_status="failed",
+            signal=Signal.FAILED,
+            direction=Direction.LINK,
+            reason="campaign was dormant",
+            retry_once=True,
+        )
+
+
+def test_a_dormant_failure_callback_starts_the_retry(engine: sa.Engine) -> None:
+    number = "+12025550851"
+    with transaction(engine) as s:
+        request_link_of(s, "fake", number, "C1", source=Source.API)
+    ids = [store(engine, json.dumps({"id": "d1", "number": number}).encode(), "d1")]
+    assert process_inbox(engine, {"fake": DormantHandler()}, ids) == {ids[0]: "applied"}
+    with Session(engine) as s:
+        link = s.exec(select(Link).where(Link.number == number)).one()
+        assert (link.state, link.generation) == ("LINK_REQUESTED", 2)
+        assert s.exec(select(Alert)).all() == []

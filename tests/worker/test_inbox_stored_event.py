@@ -1,5 +1,5 @@
 """The worker applies the callback the web view parsed (stored with the row), without parsing
-the body again; rows stored before migration 0005 (no ``event``) are parsed from the body."""
+the body again; rows stored before migration 0004 (no ``event``) are parsed from the body."""
 
 from __future__ import annotations
 
@@ -71,7 +71,7 @@ def test_a_row_with_its_parsed_event_is_applied_without_parsing(engine: sa.Engin
     assert state(engine) == State.COMPLETED.value
 
 
-def test_a_row_stored_before_0005_is_parsed_from_its_body(engine: sa.Engine) -> None:
+def test_a_row_stored_before_0004_is_parsed_from_its_body(engine: sa.Engine) -> None:
     requested(engine)
     body = json.dumps({"id": "k2", "number": NUMBER}).encode()
     with transaction(engine) as s:

@@ -16,7 +16,8 @@ from models.batch import Entry, link_numbers, unlink_numbers
 from models.db import transaction
 from models.links import apply_observation
 from models.statemachine import Direction, Observation, Signal, Source, State
-from webhooks.api import decode_cursor, encode_cursor, operations
+from webhooks.api import decode_cursor, encode_cursor
+from webhooks.openapi import operations
 from webhooks.schemas import Counts
 
 A = "+12025550101"
@@ -53,6 +54,10 @@ PROTECTED = [
     ("GET", f"/api/v1/links/plivo/{A}/history"),
     ("GET", "/api/v1/campaigns/plivo/CMP1/summary"),
     ("GET", "/api/v1/events"),
+    ("POST", "/api/v1/adopt"),
+    ("GET", "/api/v1/jobs/1"),
+    ("POST", "/api/v1/plan"),
+    ("POST", "/api/v1/apply"),
 ]
 
 
@@ -629,8 +634,11 @@ def test_database_unavailable_is_503(
     app_factory: Callable[..., Flask], auth: dict[str, str]
 ) -> None:
     client = app_factory("postgresql://postgres@127.0.0.1:1/nowhere").test_client()
+    desired = {"links": [{"provider": "plivo", "number": A, "campaign_id": "C"}]}
+    bodies = {"/api/v1/adopt": {"provider": "plivo"}, "/api/v1/plan": desired}
+    bodies["/api/v1/apply"] = desired
     for method, url in PROTECTED:
-        body = {"provider": "plivo", "campaign_id": "C", "numbers": [A]}
+        body = bodies.get(url, {"provider": "plivo", "campaign_id": "C", "numbers": [A]})
         response = client.open(url, method=method, headers=auth, json=body)
         assert_error(response, 503)
     assert client.get("/api/v1/openapi.json").status_code == 200

@@ -21,7 +21,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from webhooks.api import openapi_document
+from webhooks.openapi import openapi_document
 
 TOKEN = "test-api-token-0123456789abcdefghij"
 CHECKS = [

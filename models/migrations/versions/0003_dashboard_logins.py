@@ -1,6 +1,6 @@
 """dashboard sessions and failed logins
 
-Revision ID: 0006
+Revision ID: 0003
 Revises: 0002
 Create Date: 2026-12-01 10:00:00.000000
 
@@ -17,7 +17,7 @@ from alembic import op
 
 import models.tables
 
-revision: str = "0006"
+revision: str = "0003"
 down_revision: str | None = "0002"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None

@@ -1,7 +1,7 @@
 """callback nonces, the parsed event on inbox rows, audit rows found by inbox row
 
-Revision ID: 0005
-Revises: 0006 (main's head when this was merged)
+Revision ID: 0004
+Revises: 0003 (main's head when this was merged)
 Create Date: 2026-12-01 10:00:00.000000
 
 ``callback_nonces`` remembers each Plivo nonce with a digest of the request it signed, so a
@@ -18,8 +18,8 @@ from alembic import op
 
 import models.tables
 
-revision: str = "0005"
-down_revision: str | None = "0006"
+revision: str = "0004"
+down_revision: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
