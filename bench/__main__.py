@@ -116,20 +116,14 @@ def main(argv: list[str] | None = None) -> int:
 
         return run
 
-    from bench import apply, bulk, ingest, kill, polling, scale, soak
+    from bench import adopt, apply, bulk, ingest, kill, polling, scale, soak
 
     step("ingest", in_db(ingest, "dlcsync_bench_ingest", args.quick))
     step("apply", in_db(apply, "dlcsync_bench_apply", args.quick))
     step("kill", in_db(kill, "dlcsync_bench_kill", args.quick))
     step("polling", in_db(polling, "dlcsync_bench_poll", args.quick))
     step("bulk", in_db(bulk, "dlcsync_bench_bulk", args.quick))
-    if "adopt" in chosen:  # bench/adopt.py (adopting existing links) is written separately
-        try:
-            from bench import adopt  # type: ignore[attr-defined,unused-ignore]
-        except ImportError:
-            failures["adopt"] = "bench/adopt.py is not there yet"
-        else:
-            step("adopt", in_db(adopt, "dlcsync_bench_adopt", args.quick))
+    step("adopt", in_db(adopt, "dlcsync_bench_adopt", args.quick))
     step("scale", lambda: scale.run(args.drop_scale_db, args.quick))
     step("soak", in_db(soak, "dlcsync_bench_soak", soak_seconds))
     figures.extend(_memory_figures(extras))

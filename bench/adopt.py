@@ -9,18 +9,49 @@ row per link and that a second run records nothing.
 from __future__ import annotations
 
 import time
+from pathlib import Path
+from typing import Any
 
 import httpx
 import sqlalchemy as sa
 
-from bench.common import log, scratch_database
+from bench.common import Figure, log, scratch_database
 
 LINKS_PER_PROVIDER = 5_000
 CAMPAIGNS_PER_PROVIDER = 25
 TARGET_SECONDS = 60.0
 
 
+def run(database_url: str, workdir: Path, quick: bool) -> tuple[list[Figure], dict[str, Any]]:
+    """``make bench``'s step: the figure beside its target (the sandbox is the baseline)."""
+    total, links_n, events_n, again = _adopt(database_url)
+    detail = {"links": links_n, "audit_rows": events_n, "second_run_adopted": again}
+    ok = total < TARGET_SECONDS and links_n == events_n == 2 * LINKS_PER_PROVIDER and again == 0
+    figure = Figure(
+        f"adopt {2 * LINKS_PER_PROVIDER:,} links / {2 * CAMPAIGNS_PER_PROVIDER} campaigns",
+        total,
+        "s",
+        f"< {TARGET_SECONDS:g} s",
+        ok,
+        f"links {links_n}, audit rows {events_n}; second run adopted {again}",
+        detail,
+    )
+    return [figure], {"adopt": detail}
+
+
 def main() -> None:
+    with scratch_database("dlcsync_bench_adopt") as url:
+        total, links_n, events_n, again = _adopt(url)
+    verdict = "PASS" if total < TARGET_SECONDS and links_n == events_n == 10_000 else "MISS"
+    print(
+        f"adopt 10,000 links / 50 campaigns (PostgreSQL): {total:.1f} s "
+        f"(target < {TARGET_SECONDS:.0f} s) links={links_n} audit rows={events_n} "
+        f"second run adopted={again} {verdict}"
+    )
+
+
+def _adopt(url: str) -> tuple[float, int, int, int]:
+    """Preload the sandbox, adopt both providers into ``url``, then adopt again."""
     from models.db import make_engine
     from models.polling import Cadence
     from providers.plivo import PlivoClient, make_plivo_http
@@ -57,26 +88,20 @@ def main() -> None:
                 make_telnyx_http(env["TELNYX_API_URL"], env["TELNYX_API_KEY"]), page_size=100
             ),
         }
-        with scratch_database("dlcsync_bench_adopt") as url:
-            engine = make_engine(url)
-            cadence = Cadence()
-            started = time.perf_counter()
-            for name, client in clients.items():
-                t0 = time.perf_counter()
-                summary = run_adopt(engine, client, cadence=cadence)
-                log(f"{name}: adopted {summary.adopted:,} in {time.perf_counter() - t0:.1f} s")
-            total = time.perf_counter() - started
-            with engine.connect() as conn:
-                links_n = conn.execute(sa.text("SELECT count(*) FROM links")).scalar_one()
-                events_n = conn.execute(sa.text("SELECT count(*) FROM link_events")).scalar_one()
-            again = sum(run_adopt(engine, c, cadence=cadence).adopted for c in clients.values())
-            engine.dispose()
-        verdict = "PASS" if total < TARGET_SECONDS and links_n == events_n == 10_000 else "MISS"
-        print(
-            f"adopt 10,000 links / 50 campaigns (PostgreSQL): {total:.1f} s "
-            f"(target < {TARGET_SECONDS:.0f} s) links={links_n} audit rows={events_n} "
-            f"second run adopted={again} {verdict}"
-        )
+        engine = make_engine(url)
+        cadence = Cadence()
+        started = time.perf_counter()
+        for name, client in clients.items():
+            t0 = time.perf_counter()
+            summary = run_adopt(engine, client, cadence=cadence)
+            log(f"  {name}: adopted {summary.adopted:,} in {time.perf_counter() - t0:.1f} s")
+        total = time.perf_counter() - started
+        with engine.connect() as conn:
+            links_n = conn.execute(sa.text("SELECT count(*) FROM links")).scalar_one()
+            events_n = conn.execute(sa.text("SELECT count(*) FROM link_events")).scalar_one()
+        again = sum(run_adopt(engine, c, cadence=cadence).adopted for c in clients.values())
+        engine.dispose()
+        return total, int(links_n), int(events_n), again
     finally:
         handle.stop()
 
