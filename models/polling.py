@@ -27,7 +27,7 @@ from models.statemachine import TERMINAL, State
 from models.tables import Link, utcnow
 
 #: How long a claim holds a link unless renewed: a dead claimer's links are due again after it.
-CLAIM_LEASE = timedelta(seconds=30)
+CLAIM_LEASE = timedelta(seconds=20)
 REQUESTED = (State.LINK_REQUESTED.value, State.UNLINK_REQUESTED.value)
 
 

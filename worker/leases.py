@@ -1,6 +1,7 @@
 """Holding a reconcile run's claims: short leases renewed while it works, given back on shutdown.
 
-A claim leases its links for ``CLAIM_LEASE`` (30 s). While the run works, a heartbeat thread
+A claim leases its links for ``CLAIM_LEASE`` (20 s: with a beat tick of 2 s, a dead run's
+links are claimed again within DESIGN's 30 s). While the run works, a heartbeat thread
 renews the lease every third of it, so a long run keeps its links and a dead one (SIGKILL, OOM)
 loses them within one lease. On a graceful shutdown the run stops between campaigns and its
 unfinished links are made due at once (``release_lease``), for another worker to take.
