@@ -44,6 +44,16 @@ from models.db import is_postgres
 from models.tables import EventDelivery, EventOutbox, LinkEvent, utcnow
 
 DELIVERIES: sa.Table = EventDelivery.__table__  # type: ignore[attr-defined]
+#: The columns a new delivery row is inserted with (fan-out and redeliver alike).
+NEW_DELIVERY_COLUMNS = (
+    "url_key",
+    "event_id",
+    "link_id",
+    "state",
+    "attempts",
+    "next_attempt_at",
+    "created_at",
+)
 
 # --- delivery states ---------------------------------------------------------------------
 PENDING = "pending"
@@ -116,15 +126,7 @@ def fan_out(
     for key in url_keys:
         session.execute(
             sa.insert(DELIVERIES).from_select(
-                [
-                    "url_key",
-                    "event_id",
-                    "link_id",
-                    "state",
-                    "attempts",
-                    "next_attempt_at",
-                    "created_at",
-                ],
+                NEW_DELIVERY_COLUMNS,
                 sa.select(
                     sa.literal(key),
                     col(EventOutbox.event_id),
@@ -359,15 +361,7 @@ def redeliver(
         added = session.execute(
             sa.insert(DELIVERIES)
             .from_select(
-                [
-                    "url_key",
-                    "event_id",
-                    "link_id",
-                    "state",
-                    "attempts",
-                    "next_attempt_at",
-                    "created_at",
-                ],
+                NEW_DELIVERY_COLUMNS,
                 sa.select(
                     sa.literal(key),
                     col(LinkEvent.id),
