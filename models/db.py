@@ -70,9 +70,13 @@ def _make_sqlite_concurrent(engine: sa.Engine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def is_postgres(bind: Session | sa.Engine) -> bool:
+def is_postgres(bind: Session | sa.Engine | sa.Connection) -> bool:
+    return _dialect(bind) == "postgresql"
+
+
+def _dialect(bind: Session | sa.Engine | sa.Connection) -> str:
     engine = bind.get_bind() if isinstance(bind, Session) else bind
-    return engine.dialect.name == "postgresql"
+    return engine.dialect.name
 
 
 @contextmanager
@@ -87,11 +91,14 @@ def transaction(engine: sa.Engine) -> Iterator[Session]:
             raise
 
 
-def insert_ignoring_conflicts(session: Session, table: Any, values: dict[str, Any]) -> int | None:
+def insert_ignoring_conflicts(
+    session: Session | sa.Connection, table: Any, values: dict[str, Any]
+) -> int | None:
     """INSERT ... ON CONFLICT DO NOTHING on PostgreSQL and SQLite: the new row's id, or None
     when the row existed. One round trip; the statement is built once (a Core statement with
-    the row as parameters: no ORM bulk path, no new cache key per call: the webhook's INSERT)."""
-    stmt = _insert_ignoring(session.get_bind().dialect.name, table.__table__)
+    the row as parameters: no ORM bulk path, no new cache key per call: the webhook's INSERT).
+    A Core ``Connection`` skips the Session's ORM execution path (the webhook's)."""
+    stmt = _insert_ignoring(_dialect(session), table.__table__)
     # RETURNING, not rowcount: the ORM-enabled insert path does not report a rowcount.
     row = session.execute(stmt, values).first()
     return None if row is None else int(row[0])

@@ -48,7 +48,7 @@ class Stored:
 
 
 def store_delivery(
-    session: Session,
+    session: Session | sa.Connection,
     provider: str,
     dedupe_key: str,
     body: bytes,
@@ -57,7 +57,8 @@ def store_delivery(
     event: Mapping[str, Any] | None = None,
     now: datetime | None = None,
 ) -> Stored:
-    """Insert a delivery, or count it as a duplicate of the stored one."""
+    """Insert a delivery, or count it as a duplicate of the stored one (a Core ``Connection``
+    is the cheaper bind: the webhook's path)."""
     now = now or utcnow()
     values = {
         "provider": provider,
@@ -83,7 +84,12 @@ def store_delivery(
 
 
 def remember_nonce(
-    session: Session, provider: str, nonce: str, request_digest: str, *, now: datetime | None = None
+    session: Session | sa.Connection,
+    provider: str,
+    nonce: str,
+    request_digest: str,
+    *,
+    now: datetime | None = None,
 ) -> bool:
     """Record a signature's nonce with what it signed; False if it came before with another
     request (a signature replayed over a forged body). The same request again is fine: it is

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Collection
-from dataclasses import asdict, fields
+from dataclasses import fields
 from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qsl
@@ -32,7 +32,8 @@ from .base import CallbackEvent, CallbackHandler, CallbackRequest, Trust
 METHOD, URL, QUERY = ":method", ":url", ":query"
 #: Key of the trust level inside the stored event.
 TRUST = "trust"
-_EVENT_FIELDS = frozenset(f.name for f in fields(CallbackEvent))
+_EVENT_FIELD_NAMES = tuple(f.name for f in fields(CallbackEvent))
+_EVENT_FIELDS = frozenset(_EVENT_FIELD_NAMES)
 
 
 def stored_headers(
@@ -65,7 +66,7 @@ def stored_request(item: InboxItem) -> CallbackRequest:
 
 def event_record(event: CallbackEvent, trust: Trust) -> dict[str, Any]:
     """The parsed callback as JSON-ready values (the inbox ``event`` column)."""
-    record = {k: v for k, v in asdict(event).items() if v is not None}
+    record = {k: v for k, v in _event_values(event) if v is not None}
     if event.provider_time is not None:
         record["provider_time"] = event.provider_time.isoformat()
     return record | {TRUST: trust.value}
@@ -104,10 +105,17 @@ def unstorable(event: CallbackEvent) -> str | None:
     PostgreSQL refuses NUL in text and every driver refuses to encode a lone surrogate: such
     a callback can never be stored, so it is malformed (400), never "retry later" (503).
     """
-    for name, value in asdict(event).items():
+    for name, value in _event_values(event):
         if isinstance(value, str) and not storable_text(value):
             return name
     return None
+
+
+def _event_values(event: CallbackEvent) -> list[tuple[str, Any]]:
+    """The event's fields, shallow: its values are immutable (strings, enums, a datetime, a
+    tuple of strings), so ``dataclasses.asdict``'s deep copy would only cost time (it was a
+    tenth of the webhook's Python time, twice per request)."""
+    return [(name, getattr(event, name)) for name in _EVENT_FIELD_NAMES]
 
 
 def storable_text(text: str) -> bool:

@@ -18,7 +18,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from common import crashpoints
 from common.metrics import WEBHOOK_OUTCOME_BY_STATUS, count_delivery
-from models.db import is_postgres, transaction
+from models.db import is_postgres
 from models.inbox import remember_nonce, store_delivery
 from providers.base import CallbackParseError, CallbackRequest, VerificationError
 from providers.delivery import (
@@ -104,14 +104,13 @@ def receive(provider: str) -> tuple[Any, int]:
     kept = svc.specs[provider].kept_headers
     headers = stored_headers(cb, kept, handler.signature_headers)
     try:
-        with transaction(_statement_engine(svc.engine)) as session:
-            if nonce is not None and not remember_nonce(
-                session, provider, nonce, request_digest(cb)
-            ):
+        # A Core connection, not a Session: the ORM's execution path buys nothing here.
+        with _statement_engine(svc.engine).begin() as conn:
+            if nonce is not None and not remember_nonce(conn, provider, nonce, request_digest(cb)):
                 stored = None
             else:
                 stored = store_delivery(
-                    session,
+                    conn,
                     provider,
                     event.dedupe_key,
                     cb.body,
