@@ -18,11 +18,12 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from models.db import update_many
+from models.db import pairs_in, update_many
 from models.statemachine import TERMINAL, State
 from models.tables import Link, utcnow
 
@@ -295,15 +296,21 @@ def reschedule_many(
         update_many(session, Link, rows, assign=columns, match=("generation",))
 
 
+def due_now_values(now: datetime) -> dict[str, Any]:
+    """What makes a link due now with its backoff reset: a callback's hint."""
+    return {"next_poll_at": now, "poll_attempts": 0}
+
+
 def poll_soon(session: Session, keys: Iterable[tuple[str, str]], *, now: datetime) -> None:
     """Make these (provider, number) links due now, their backoff reset (a callback's hint)."""
-    wanted = sorted(set(keys))
+    wanted = set(keys)
     if not wanted:
         return
+    table = Link.__table__  # type: ignore[attr-defined]
     session.execute(
         sa.update(Link)
-        .where(sa.tuple_(col(Link.provider), col(Link.number)).in_(wanted))
-        .values(next_poll_at=now, poll_attempts=0)
+        .where(pairs_in(session, table.c.provider, table.c.number, wanted))
+        .values(due_now_values(now))
         .execution_options(synchronize_session=False)
     )
 
