@@ -132,6 +132,22 @@ def group_pids(pgid: int) -> list[int]:
     return pids
 
 
+def group_cpu_seconds(pgid: int) -> float:
+    """CPU time (user + system) used so far by the group's live processes.
+
+    On a shared machine a server's requests per second swing with everyone else's load; the
+    CPU it spends per request swings much less, so it is the steadier same-run comparison.
+    """
+    total = 0
+    for pid in group_pids(pgid):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime (after ")")
+        except (OSError, IndexError, ValueError):
+            continue
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def group_rss_mb(pgid: int) -> float:
     return sum(_status_kb(p, "VmRSS") for p in group_pids(pgid)) / 1024
 

@@ -25,7 +25,15 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from bench import loadgen
-from bench.common import BASELINE_TABLE_DDL, REDIS_URL, Figure, RssSampler, group_hwm_mb, log
+from bench.common import (
+    BASELINE_TABLE_DDL,
+    REDIS_URL,
+    Figure,
+    RssSampler,
+    group_cpu_seconds,
+    group_hwm_mb,
+    log,
+)
 from tests.stack import Stack
 
 WEB_WORKERS = 2
@@ -99,17 +107,28 @@ def run(database_url: str, workdir: Path, quick: bool) -> tuple[list[Figure], di
     per_round = seconds / rounds
     b_runs: list[loadgen.Result] = []
     d_runs: list[loadgen.Result] = []
+    #: Web CPU (gunicorn master and workers) in ms per answered request, per closed-loop run.
+    cpu_ms: dict[str, list[float]] = {"baseline": [], "dlcsync": []}
     try:
-        base.start_web(workers=WEB_WORKERS, app="bench.baseline_app:app", name="baseline")
+        base_web = base.start_web(
+            workers=WEB_WORKERS, app="bench.baseline_app:app", name="baseline"
+        )
         web = dl.start_web(workers=WEB_WORKERS)
+        pids = {"baseline": base_web.pid, "dlcsync": web.pid}
         with RssSampler({"web": web.pid}, step=0.5) as rss:
             for st in (base, dl):  # warm up
                 loadgen.closed_loop(st.web_url, signer.requests(3000, "warm"), 2, CONNECTIONS)
             for r in range(rounds):
                 for st, runs, tag in ((base, b_runs, "baseline"), (dl, d_runs, "dlcsync")):
                     reqs = signer.requests(int(per_round * 4000), f"{tag}{r}")
+                    cpu0 = group_cpu_seconds(pids[tag])
                     runs.append(loadgen.closed_loop(st.web_url, reqs, per_round, CONNECTIONS))
-                    log(f"  {tag} closed loop {r + 1}/{rounds}: {runs[-1].rps:.0f}/s")
+                    spent = group_cpu_seconds(pids[tag]) - cpu0
+                    cpu_ms[tag].append(1000 * spent / max(runs[-1].ok, 1))
+                    log(
+                        f"  {tag} closed loop {r + 1}/{rounds}: {runs[-1].rps:.0f}/s, "
+                        f"web CPU {cpu_ms[tag][-1]:.2f} ms per request"
+                    )
             b_rps = statistics.median(x.rps for x in b_runs)
             d_rps = statistics.median(x.rps for x in d_runs)
             # Latency at 80 % of dlcsync's own capacity (DESIGN §7), and the baseline's at
@@ -133,12 +152,15 @@ def run(database_url: str, workdir: Path, quick: bool) -> tuple[list[Figure], di
         queued = redis.Redis.from_url(REDIS_URL).llen("dlcsync")
     engine.dispose()
     ratio = d_rps / b_rps if b_rps else 0.0
+    b_cpu = statistics.median(cpu_ms["baseline"])
+    d_cpu = statistics.median(cpu_ms["dlcsync"])
     p99 = loadgen.percentile(d_open.latencies_ms, 99)
     p50 = loadgen.percentile(d_open.latencies_ms, 50)
     detail = {
         "baseline_closed_runs": [x.summary() for x in b_runs],
         "dlcsync_closed_runs": [x.summary() for x in d_runs],
         "per_round_ratios": [d.rps / b.rps for b, d in zip(b_runs, d_runs, strict=True)],
+        "web_cpu_ms_per_request": cpu_ms,
         "baseline_open": b_open.summary(),
         "dlcsync_open": d_open.summary(),
         "inbox_rows_stored": stored,
@@ -165,6 +187,15 @@ def run(database_url: str, workdir: Path, quick: bool) -> tuple[list[Figure], di
             f"{rate:.0f}/s; bare Flask+INSERT at that rate: p99 "
             f"{loadgen.percentile(b_open.latencies_ms, 99):.1f} ms",
             {"p50_ms": p50, "errors": d_open.errors},
+        ),
+        Figure(
+            "ingest web CPU per request",
+            b_cpu / d_cpu if d_cpu else 0.0,
+            "x",
+            "-",
+            None,
+            f"bare Flask+INSERT {b_cpu:.2f} ms; dlcsync {d_cpu:.2f} ms (median of 3; the "
+            "steadier figure on a shared machine)",
         ),
         Figure(
             "ingest p50 @80% of own capacity",
