@@ -170,11 +170,11 @@ def _insert(
     inserted = insert_many(session, Link, rows, ignore_conflicts=True, returning=("id", "number"))
     states = {item.number: (item, state) for item, state in new}
     events = []
-    for link_id, number in inserted:
-        item, state = states[number]
+    for row in inserted:
+        item, state = states[row.number]
         events.append(
             audit_values(
-                LinkRef(int(link_id), provider, number),
+                LinkRef(int(row.id), provider, row.number),
                 from_state=None,
                 to_state=state,
                 generation=1,

@@ -26,9 +26,9 @@ import heapq
 import threading
 import time
 from collections.abc import Callable
-from operator import attrgetter
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from operator import attrgetter
 from typing import Any
 
 from sandbox.campaigns import DORMANT_REASON, Campaigns
