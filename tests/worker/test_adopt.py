@@ -40,9 +40,7 @@ class Listing(ProviderClient):
         return [s for s in self.list_account() if s.campaign_id == campaign_id]
 
     def list_account(self) -> list[NumberStatus]:
-        return [
-            NumberStatus(n, c, "COMPLETED", Signal.LINKED) for n, c in self.campaigns.items()
-        ]
+        return [NumberStatus(n, c, "COMPLETED", Signal.LINKED) for n, c in self.campaigns.items()]
 
 
 def stored(engine: sa.Engine) -> tuple[dict[str, Link], list[LinkEvent], list[Alert]]:
@@ -79,9 +77,7 @@ def test_adopt_in_chunks_records_once_then_reports_drift_set_based(
     second = run_adopt(engine, carrier, cadence=Cadence())
     assert (second.adopted, second.known, second.drift) == (0, 3, 4)
     links, events, alerts = stored(engine)
-    assert {n for n, link in links.items() if link.campaign_id == "C1" and link.drift} == set(
-        moved
-    )
+    assert {n for n, link in links.items() if link.campaign_id == "C1" and link.drift} == set(moved)
     drift_rows = [e for e in events if e.drift]
     assert sorted(e.number for e in drift_rows) == moved
     assert {(e.source, e.campaign_id) for e in drift_rows} == {("adopted", "C1")}
