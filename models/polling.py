@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from models.db import update_many
+from models.db import pairs_in, update_many
 from models.statemachine import TERMINAL, State
 from models.tables import Link, utcnow
 
@@ -297,12 +297,13 @@ def reschedule_many(
 
 def poll_soon(session: Session, keys: Iterable[tuple[str, str]], *, now: datetime) -> None:
     """Make these (provider, number) links due now, their backoff reset (a callback's hint)."""
-    wanted = sorted(set(keys))
+    wanted = set(keys)
     if not wanted:
         return
+    table = Link.__table__  # type: ignore[attr-defined]
     session.execute(
         sa.update(Link)
-        .where(sa.tuple_(col(Link.provider), col(Link.number)).in_(wanted))
+        .where(pairs_in(session, table.c.provider, table.c.number, wanted))
         .values(next_poll_at=now, poll_attempts=0)
         .execution_options(synchronize_session=False)
     )

@@ -22,7 +22,7 @@ from sqlmodel import Session
 from common.metrics import INBOX_OUTCOMES
 from models.alerts.outbox import raise_alert
 from models.apply import Item, apply_batch
-from models.db import transaction
+from models.db import pairs_in, transaction
 from models.events import delete_finished
 from models.inbox import (
     FAILED,
@@ -177,7 +177,7 @@ def _campaigns_as_linked(
     table = Link.__table__  # type: ignore[attr-defined]
     rows = session.execute(
         sa.select(table.c.provider, table.c.number, table.c.campaign_id).where(
-            sa.tuple_(table.c.provider, table.c.number).in_(sorted(keys))
+            pairs_in(session, table.c.provider, table.c.number, keys)
         )
     )
     linked = {(r.provider, r.number): r.campaign_id for r in rows}
