@@ -18,6 +18,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
@@ -295,6 +296,11 @@ def reschedule_many(
         update_many(session, Link, rows, assign=columns, match=("generation",))
 
 
+def due_now_values(now: datetime) -> dict[str, Any]:
+    """What makes a link due now with its backoff reset: a callback's hint."""
+    return {"next_poll_at": now, "poll_attempts": 0}
+
+
 def poll_soon(session: Session, keys: Iterable[tuple[str, str]], *, now: datetime) -> None:
     """Make these (provider, number) links due now, their backoff reset (a callback's hint)."""
     wanted = set(keys)
@@ -304,7 +310,7 @@ def poll_soon(session: Session, keys: Iterable[tuple[str, str]], *, now: datetim
     session.execute(
         sa.update(Link)
         .where(pairs_in(session, table.c.provider, table.c.number, wanted))
-        .values(next_poll_at=now, poll_attempts=0)
+        .values(due_now_values(now))
         .execution_options(synchronize_session=False)
     )
 

@@ -116,11 +116,12 @@ def _apply_rows(
             else:
                 results[row.id] = parsed
         items = _campaigns_as_linked(session, items, several_ids)
-        for item, decision in zip(items, apply_batch(session, items, now=now), strict=True):
+        # The callback is a hint: poll the number now, whatever the verdict.
+        decisions = apply_batch(session, items, now=now, due_now=True)
+        for item, decision in zip(items, decisions, strict=True):
             assert item.inbox_id is not None
             results[item.inbox_id] = (decision.verdict.value, decision.reason)
-        # The callback is a hint: poll the number now, whatever the verdict.
-        poll_soon(session, [*((i.provider, i.number) for i in items), *hinted], now=now)
+        poll_soon(session, hinted, now=now)
         record_outcomes(session, results, now=now)
     for inbox_id, (outcome, _) in results.items():  # counted once committed
         INBOX_OUTCOMES.labels(providers[inbox_id], outcome).inc()

@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from models.db import insert_many, transaction, update_many
+from models.db import insert_many, pairs_in, transaction, update_many
 from models.links import new_link_values
 from models.tables import Link
 from tests.statements import counting
@@ -106,3 +106,28 @@ def test_json_values_round_trip_whatever_their_shape(engine: sa.Engine) -> None:
         assert [a.delivered_to for a in s.exec(select(Alert).order_by(col(Alert.id)))] == [
             c["delivered_to"] for c in changes
         ]
+
+
+@pytest.mark.parametrize("wanted", [0, 1, 5])
+def test_pairs_in_matches_exactly_the_pairs_asked_for(engine: sa.Engine, wanted: int) -> None:
+    """Never the cross product of the pairs' halves: (plivo, A) and (telnyx, B) do not match
+    (plivo, B), on PostgreSQL's per-provider arrays as on SQLite's row-value list."""
+    with transaction(engine) as s:
+        insert_many(
+            s,
+            Link,
+            [
+                new_link_values(p, f"+1202555{i:04d}", "C1", T0)
+                for p in ("plivo", "telnyx")
+                for i in range(8)
+            ],
+        )
+    pairs = [("plivo" if i % 2 else "telnyx", f"+1202555{i:04d}") for i in range(wanted)]
+    table = Link.__table__  # type: ignore[attr-defined]
+    with Session(engine) as s:
+        found = s.execute(
+            sa.select(table.c.provider, table.c.number).where(
+                pairs_in(s, table.c.provider, table.c.number, [*pairs, *pairs])
+            )
+        ).all()
+    assert sorted(tuple(r) for r in found) == sorted(pairs)

@@ -131,8 +131,32 @@ def test_statements_per_batch_do_not_grow_with_its_size(engine: sa.Engine, size:
         assert s.exec(select(sa.func.count()).where(Link.state == "COMPLETED")).one() == size
         assert s.exec(select(sa.func.count()).where(LinkEvent.inbox_id.in_(ids))).one() == size  # type: ignore[union-attr]
         assert all(link.next_poll_at is not None for link in s.exec(select(Link)).all())
-    # Inbox rows, links, link update, audit rows, poll-now, outcomes (+ SQLite's BEGIN).
-    assert len(statements) == 6 + (engine.dialect.name == "sqlite"), statements
+    # Inbox rows, links, link update (due now too), audit rows, outcomes (+ SQLite's BEGIN).
+    assert len(statements) == 5 + (engine.dialect.name == "sqlite"), statements
+
+
+def test_every_callback_makes_its_link_due_now_whatever_the_verdict(engine: sa.Engine) -> None:
+    """A callback is a hint: applied or a duplicate, its number is polled now, backoff reset."""
+    applied, duplicate = "+12025550811", "+12025550812"
+    with transaction(engine) as s:
+        for number in (applied, duplicate):
+            request_link_of(s, "fake", number, "C1", source=Source.API)
+    first = store(engine, json.dumps({"id": "x", "number": duplicate}).encode(), "x")
+    assert process_inbox(engine, {"fake": FakeHandler()}, [first]) == {first: "applied"}
+    later = datetime.now(UTC) + timedelta(days=3)
+    with transaction(engine) as s:
+        s.execute(sa.update(Link).values(next_poll_at=later, poll_attempts=4))
+    ids = [
+        store(engine, json.dumps({"id": "y", "number": applied}).encode(), "y"),
+        store(engine, json.dumps({"id": "z", "number": duplicate}).encode(), "z"),
+    ]
+    before = datetime.now(UTC)
+    outcomes = process_inbox(engine, {"fake": FakeHandler()}, ids)
+    assert outcomes == {ids[0]: "applied", ids[1]: "duplicate"}
+    with Session(engine) as s:
+        for link in s.exec(select(Link)).all():
+            assert link.next_poll_at is not None and before <= link.next_poll_at < later
+            assert link.poll_attempts == 0
 
 
 class DormantHandler(FakeHandler):
