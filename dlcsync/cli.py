@@ -1,7 +1,13 @@
-"""The ``dlcsync`` command line (DESIGN §5)."""
+"""The ``dlcsync`` command line (DESIGN §5).
+
+Subcommands are imported only when they run (:data:`COMMANDS`): ``dlcsync link`` should not
+pay for the worker, the providers' HTTP clients or the sandbox (DESIGN §7: a 10,000-line
+``link --file`` in under 2 s, process start-up included). ``--help`` imports them all.
+"""
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 import click
@@ -9,10 +15,43 @@ from pydantic import ValidationError
 
 from common.settings import Settings
 
+#: Commands that live in their own modules: name -> "module:attribute", imported on use.
+COMMANDS = {
+    "adopt": "dlcsync.commands.adopt:adopt",
+    "alerts": "dlcsync.commands.alerts:alerts",
+    "apply": "dlcsync.commands.desired:apply",
+    "campaign": "dlcsync.commands.campaign:campaign",
+    "events": "dlcsync.commands.events:events",
+    "export": "dlcsync.commands.export:export",
+    "history": "dlcsync.commands.history:history",
+    "link": "dlcsync.commands.links:link",
+    "plan": "dlcsync.commands.desired:plan",
+    "reconcile": "dlcsync.commands.reconcile:reconcile",
+    "run": "dlcsync.run:run",
+    "sandbox": "sandbox.cli:sandbox",
+    "status": "dlcsync.commands.status:status",
+    "unlink": "dlcsync.commands.links:unlink",
+}
+
 
 class Group(click.Group):
     """The ``dlcsync`` group: a database or broker that is down, or a schema that was never
-    migrated, ends any command with one line (``Error: ...``, exit 1), not a traceback."""
+    migrated, ends any command with one line (``Error: ...``, exit 1), not a traceback.
+
+    The commands of :data:`COMMANDS` are imported when named (click's lazy group pattern)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.commands or cmd_name not in COMMANDS:
+            return super().get_command(ctx, cmd_name)
+        module, _, attr = COMMANDS[cmd_name].partition(":")
+        command = getattr(importlib.import_module(module), attr)
+        if not isinstance(command, click.Command):
+            raise TypeError(f"{COMMANDS[cmd_name]} is not a click command")
+        self.add_command(command, cmd_name)
+        return command
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -62,40 +101,3 @@ def db_check(settings: Settings) -> None:
     from models.migrate import check
 
     check(settings.database_url)
-
-
-def _register_subcommands() -> None:
-    """Commands that live in their own modules (imported lazily by click at call time)."""
-    from dlcsync.commands.adopt import adopt
-    from dlcsync.commands.alerts import alerts
-    from dlcsync.commands.campaign import campaign
-    from dlcsync.commands.desired import apply, plan
-    from dlcsync.commands.events import events
-    from dlcsync.commands.export import export
-    from dlcsync.commands.history import history
-    from dlcsync.commands.links import link, unlink
-    from dlcsync.commands.reconcile import reconcile
-    from dlcsync.commands.status import status
-    from dlcsync.run import run
-    from sandbox.cli import sandbox
-
-    main.add_command(sandbox)
-    main.add_command(run)
-    for command in (
-        link,
-        unlink,
-        status,
-        history,
-        reconcile,
-        export,
-        alerts,
-        events,
-        adopt,
-        plan,
-        apply,
-        campaign,
-    ):
-        main.add_command(command)
-
-
-_register_subcommands()

@@ -3,15 +3,19 @@
 What the carrier lists is a fresh observation (source ``adopted``). Per listed number:
 
 * unknown to dlcsync: a new link in the carrier's state (COMPLETED, or PROCESSING for a
-  pending one, polled soon), with exactly one audit row. Inserted set-based: one multi-row
-  ``INSERT ... ON CONFLICT DO NOTHING RETURNING`` per chunk and one multi-row insert of the
-  audit rows, so a concurrent run (or a rerun) adds nothing twice.
+  pending one, polled soon), with exactly one audit row. Inserted set-based: one
+  ``INSERT ... ON CONFLICT DO NOTHING RETURNING`` per chunk and one insert of the audit rows of
+  the links it inserted (:func:`models.db.insert_many`: on PostgreSQL the rows as arrays), so a
+  concurrent run (or a rerun) adds nothing twice.
 * known in the same state and campaign: nothing.
 * known in another state or on another campaign: the state machine decides, as for a poll,
-  so a disagreement is drift (one audit row, one alert), never a silent overwrite.
+  so a disagreement is drift (one audit row, one alert), never a silent overwrite. Those are
+  saved together by :func:`models.apply.apply_batch` (locked, decided again, compare-and-set).
 
-Numbers dlcsync holds as linked that the carrier does not list are reported only; the
-normal drift check polls them. The caller owns the transaction.
+The known links are read without a lock (one statement; a rerun finds every link known and
+must not lock 100,000 rows to change none). Numbers dlcsync holds as linked that the carrier
+does not list are reported only; the normal drift check polls them. The caller owns the
+transaction.
 """
 
 from __future__ import annotations
@@ -22,16 +26,20 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from models.links import apply_observation, snapshot
+from models.apply import Item, apply_batch
+from models.batch import links_by_number
+from models.db import insert_many
+from models.links import LinkRef, audit_values, new_link_values, snapshot
 from models.polling import Cadence
 from models.statemachine import Direction, Observation, Signal, Source, State, Verdict, decide
 from models.tables import Link, LinkEvent, utcnow
 
-#: Rows per multi-row statement (SQLite allows 32,766 bound values).
-CHUNK = 500
+#: Listed numbers per transaction (and per progress report of an adopt job); each chunk is a
+#: constant number of statements, whatever its size.
+CHUNK = 5_000
+ADOPTED_REASON = "adopted: linked at the carrier before dlcsync"
 
 
 @dataclass(frozen=True)
@@ -92,17 +100,13 @@ def adopt_chunk(
     now = now or utcnow()
     rng = rng or random.Random()
     by_number = {f.number: f for f in found}
-    known = {
-        link.number: link
-        for link in session.exec(
-            select(Link).where(Link.provider == provider, col(Link.number).in_(list(by_number)))
-        )
-    }
+    known = links_by_number(session, provider, list(by_number), lock=False)
     new: list[tuple[Found, State]] = []
+    changes: list[Item] = []
     for number, item in by_number.items():
         link = known.get(number)
-        state = carrier_state(item)
         if link is None:
+            state = carrier_state(item)
             if state is None:
                 summary.errors.append((number, f"not a link to adopt: {item.provider_status}"))
             else:
@@ -111,15 +115,22 @@ def adopt_chunk(
         obs = _observation(item, link.generation, now)
         decision = decide(snapshot(link), obs)
         if decision.verdict is Verdict.APPLIED and not dry_run:
-            decision = apply_observation(session, provider, number, obs, now=now)
-        if decision.verdict is Verdict.APPLIED and decision.drift:
-            summary.drift += 1
+            changes.append(Item(provider, number, obs))  # decided again under the lock
         else:
-            summary.known += 1
+            _count(summary, decision.verdict, decision.drift)
+    for decision in apply_batch(session, changes, now=now) if changes else ():
+        _count(summary, decision.verdict, decision.drift)
     if dry_run:
         summary.adopted += len(new)
     elif new:
         summary.adopted += _insert(session, provider, new, cadence, now, rng)
+
+
+def _count(summary: AdoptSummary, verdict: Verdict, drift: bool) -> None:
+    if verdict is Verdict.APPLIED and drift:
+        summary.drift += 1
+    else:
+        summary.known += 1
 
 
 def _observation(item: Found, generation: int, now: datetime) -> Observation:
@@ -149,65 +160,34 @@ def _insert(
         # A pending link is polled soon; a completed one waits for its drift check.
         delay = cadence.after_poll(state, 0, rng) if state is State.COMPLETED else 0.0
         rows.append(
-            {
-                "provider": provider,
-                "number": item.number,
-                "campaign_id": item.campaign_id,
+            new_link_values(provider, item.number, item.campaign_id, now)
+            | {
                 "state": state.value,
-                "generation": 1,
-                "direction": Direction.LINK.value,
                 "provider_status": item.provider_status,
-                "drift": False,
-                "observed_at": now,
-                "generation_started_at": now,
                 "next_poll_at": now + timedelta(seconds=delay),
-                "poll_attempts": 0,
-                "request_attempts": 0,
-                "needs_check": False,
-                "skip_preflight": False,
-                "created_at": now,
-                "updated_at": now,
             }
         )
-    inserted = session.execute(
-        _insert_ignoring(session, rows).returning(col(Link.id), col(Link.number))
-    ).all()
-    if not inserted:
-        return 0
+    inserted = insert_many(session, Link, rows, ignore_conflicts=True, returning=("id", "number"))
     states = {item.number: (item, state) for item, state in new}
     events = []
-    for link_id, number in inserted:
-        item, state = states[number]
+    for row in inserted:
+        item, state = states[row.number]
         events.append(
-            {
-                "link_id": link_id,
-                "provider": provider,
-                "number": number,
-                "campaign_id": item.campaign_id,
-                "generation": 1,
-                "from_state": None,
-                "to_state": state.value,
-                "source": Source.ADOPTED.value,
-                "provider_status": item.provider_status,
-                "provider_time": item.provider_time,
-                "recorded_at": now,
-                "reason": "adopted: linked at the carrier before dlcsync",
-                "drift": False,
-                "inbox_id": None,
-            }
+            audit_values(
+                LinkRef(int(row.id), provider, row.number),
+                from_state=None,
+                to_state=state,
+                generation=1,
+                campaign_id=item.campaign_id,
+                source=Source.ADOPTED,
+                now=now,
+                provider_status=item.provider_status,
+                provider_time=item.provider_time,
+                reason=ADOPTED_REASON,
+            )
         )
-    session.execute(sa.insert(LinkEvent).values(events))
+    insert_many(session, LinkEvent, events)
     return len(inserted)
-
-
-def _insert_ignoring(session: Session, rows: list[dict[str, Any]]) -> Any:
-    if session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        return pg_insert(Link).values(rows).on_conflict_do_nothing()
-    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-    return sqlite_insert(Link).values(rows).on_conflict_do_nothing()
 
 
 def linked_not_listed(

@@ -109,7 +109,7 @@ def link_numbers(
     now = now or utcnow()
     valid, rejected = validate(entries)
     numbers = [number for _, number in valid]
-    links = _links(session, provider, numbers, lock=not dry_run)
+    links = links_by_number(session, provider, numbers, lock=not dry_run)
     outcomes: dict[str, _Outcome] = {}
     if dry_run:
         for number in numbers:
@@ -154,7 +154,7 @@ def unlink_numbers(
     now = now or utcnow()
     valid, rejected = validate(entries)
     numbers = [number for _, number in valid]
-    links = _links(session, provider, numbers, lock=not dry_run)
+    links = links_by_number(session, provider, numbers, lock=not dry_run)
     outcomes = {n: _Outcome(False, NOT_MANAGED, False) for n in numbers if n not in links}
     if dry_run:
         for number, link in links.items():
@@ -173,7 +173,7 @@ def unlink_numbers(
     return _results(valid, rejected, outcomes)
 
 
-def _links(
+def links_by_number(
     session: Session, provider: str, numbers: Sequence[str], *, lock: bool
 ) -> dict[str, Link]:
     """The existing links of ``numbers`` by number, locked in id order unless ``lock`` is

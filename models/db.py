@@ -202,7 +202,7 @@ def update_many(
         if unnest:
             # The compared values stay arrays: as constants (a batch's links often share a
             # state) they sent the planner to that column's index on a freshly loaded table.
-            v = _unnest(names, types, chunk, keep_arrays=names)
+            v = _unnest(names, types, chunk, keep_arrays=names[: 1 + len(match)])
         else:
             values = sa.values(
                 *(sa.column(n, t) for n, t in zip(names, types, strict=True)), name="v"

@@ -14,6 +14,7 @@ import re
 from functools import lru_cache
 
 import phonenumbers
+from phonenumbers.phonemetadata import PhoneMetadata
 
 #: The United States and its territories in the North American Numbering Plan.
 US_REGIONS = frozenset({"US", "PR", "GU", "VI", "AS", "MP"})
@@ -66,11 +67,24 @@ def to_e164_us(raw: str) -> str:
         raise InvalidNumber("not a US number")
     # is_valid_number() is this, finding the region again: the matching is the cost.
     region = phonenumbers.region_code_for_number(parsed)
-    if region is None or not phonenumbers.is_valid_number_for_region(parsed, region):
+    if region is None or not _valid_for_found_region(parsed, region):
         raise InvalidNumber("not a valid US number")
     if region not in US_REGIONS:
         raise InvalidNumber("not a US number")
     return to_e164(phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164))
+
+
+def _valid_for_found_region(parsed: phonenumbers.PhoneNumber, region: str) -> bool:
+    """``is_valid_number_for_region`` for the region ``region_code_for_number`` found.
+
+    That search already ran the full validation for a region without leading digits (the
+    US, first of country code 1): it returns such a region only for a valid number, so
+    validating again would double the cost of a file. A region it found by its leading
+    digits alone (Puerto Rico: 787, 939) is validated here."""
+    metadata = PhoneMetadata.metadata_for_region(region)
+    if metadata is not None and metadata.leading_digits is None:
+        return True
+    return bool(phonenumbers.is_valid_number_for_region(parsed, region))
 
 
 def lookup_e164(raw: str) -> str:

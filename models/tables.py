@@ -224,8 +224,10 @@ class EventOutbox(SQLModel, table=True):
     __tablename__ = "event_outbox"
 
     id: int | None = Field(default=None, primary_key=True)
-    event_id: int = Field(foreign_key="link_events.id", unique=True)
-    link_id: int = Field(foreign_key="links.id")
+    #: No foreign keys (migration 0008): the trigger copies both from the audit row it follows,
+    #: and neither parent is ever deleted, so the checks could not fail and cost the most.
+    event_id: int = Field(unique=True)
+    link_id: int
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime(), nullable=False)
 
 

@@ -709,7 +709,7 @@ class Sandbox:
         if limit < 1 or limit > cfg.plivo_max_limit or offset < 0:
             return self._error("plivo", 400, f"limit should be between 1 and {cfg.plivo_max_limit}")
         ids = {c.campaign_id for c in self.carrier.campaigns.configured("plivo") if c.exists}
-        ids |= {r.campaign_id for r in self.carrier.campaign_records("plivo", None)}
+        ids |= self.carrier.campaign_ids("plivo")
         page = sorted(ids)[offset : offset + limit]
         base = f"/v1/Account/{args['auth_id']}/10dlc/Campaign/"
         after = offset + limit
@@ -844,33 +844,42 @@ class Sandbox:
             )
         # The guides' filter[campaignId] is not in the spec (accepted: unknown keys are).
         campaign = q.get("filter[campaignId]") or q.get("filter[campaign_id]")
-        recs = self.carrier.campaign_records("telnyx", campaign)
         telnyx_id = q.get("filter[telnyx_campaign_id]")
-        if telnyx_id:
-            recs = [r for r in recs if not is_shared_campaign(r.campaign_id)]
-            recs = [r for r in recs if r.campaign_id.lower() == telnyx_id.lower()]
         tcr = q.get("filter[tcr_campaign_id]")
-        if tcr:
-            recs = [r for r in recs if tcr_campaign_id(r.campaign_id) == tcr]
+
+        def keep(r: Record) -> bool:
+            if telnyx_id and (
+                is_shared_campaign(r.campaign_id) or r.campaign_id.lower() != telnyx_id.lower()
+            ):
+                return False
+            return not tcr or tcr_campaign_id(r.campaign_id) == tcr
+
         sort = q.get("sort", "-createdAt")
         field = sort.lstrip("-")
-        keys: dict[str, Callable[[Record], Any]] = {
-            "createdAt": lambda r: r.seq,
+        keys: dict[str, Callable[[Record], Any] | None] = {
+            "createdAt": None,  # the carrier's own order (by seq)
             "phoneNumber": lambda r: r.number,
             "assignmentStatus": lambda r: (r.provider_status(), r.seq),
         }
         if field not in keys:
             return self._error("telnyx", 400, f"unsupported sort {sort!r}", pointer="/sort")
-        recs.sort(key=keys[field], reverse=sort.startswith("-"))
         if cfg.telnyx_page_cap:  # a provider that serves fewer records than asked
             per_page = min(per_page, cfg.telnyx_page_cap)
-        start = (page - 1) * per_page
+        total, recs = self.carrier.records_page(
+            "telnyx",
+            campaign,
+            (page - 1) * per_page,
+            per_page,
+            keep=keep if telnyx_id or tcr else None,
+            order=keys[field],
+            reverse=sort.startswith("-"),
+        )
         return _Reply(
             200,
             {
                 "page": page,
-                "totalRecords": len(recs),
-                "records": [self._telnyx_record(r) for r in recs[start : start + per_page]],
+                "totalRecords": total,
+                "records": [self._telnyx_record(r) for r in recs],
             },
         )
 

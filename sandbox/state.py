@@ -19,6 +19,7 @@ Outcomes are decided when a request is accepted, from
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import heapq
@@ -27,6 +28,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from operator import attrgetter
 from typing import Any
 
 from sandbox.campaigns import DORMANT_REASON, Campaigns
@@ -150,6 +152,9 @@ class Carrier:
         self._counts: dict[tuple[str, str, str, str], int] = {}
         self._heap: list[tuple[float, int, tuple[str, str], int]] = []
         self._seq = 0
+        #: Bumped when a record is added or removed or changes campaign (see :meth:`_listing`).
+        self._membership = 0
+        self._listings: tuple[int, dict[tuple[str, str | None], list[Record]]] = (-1, {})
         self.campaigns = Campaigns()
 
     # ---- helpers (call with the lock held) ----
@@ -200,6 +205,7 @@ class Carrier:
         if old is not None:
             rec.version = old.version + 1
         self._records[(provider, number)] = rec
+        self._membership += 1
         return rec
 
     def _complete(self, rec: Record) -> None:
@@ -222,6 +228,7 @@ class Carrier:
                 self._event(rec, "unlink", "failed", reason=rec.failure_reason)
             else:
                 del self._records[(rec.provider, rec.number)]
+                self._membership += 1
                 self._event(rec, "unlink", "success")
 
     def advance(self, now: float | None = None) -> int:
@@ -249,6 +256,7 @@ class Carrier:
     def reset(self) -> None:
         with self.lock:
             self._records.clear()
+            self._membership += 1
             self.campaigns.reset()
             self._counts.clear()
             self._heap.clear()
@@ -290,15 +298,57 @@ class Carrier:
             return dataclasses.replace(rec) if rec else None
 
     def campaign_records(self, provider: str, campaign: str | None) -> list[Record]:
+        """Copies of the records of ``campaign`` (None: all of ``provider``'s), oldest first."""
         with self.lock:
             self.advance()
-            recs = [
-                dataclasses.replace(r)
-                for (p, _), r in self._records.items()
-                if p == provider and (campaign is None or r.campaign_id == campaign)
-            ]
-        recs.sort(key=lambda r: r.seq)
-        return recs
+            return [copy.copy(r) for r in self._listing(provider, campaign)]
+
+    def records_page(
+        self,
+        provider: str,
+        campaign: str | None,
+        start: int,
+        count: int,
+        *,
+        keep: Callable[[Record], bool] | None = None,
+        order: Callable[[Record], Any] | None = None,
+        reverse: bool = False,
+    ) -> tuple[int, list[Record]]:
+        """One page of :meth:`campaign_records` (only ``keep``'s, sorted by ``order``, else
+        oldest first) and how many there are in all. Only the page is copied: a listing of
+        50,000 records in pages of 100 must not copy 50,000 records for every page."""
+        with self.lock:
+            self.advance()
+            recs = self._listing(provider, campaign)
+            if keep is not None:
+                recs = [r for r in recs if keep(r)]
+            if order is not None:
+                recs = sorted(recs, key=order, reverse=reverse)
+            elif reverse:
+                recs = recs[::-1]
+            return len(recs), [copy.copy(r) for r in recs[start : start + count]]
+
+    def campaign_ids(self, provider: str) -> set[str]:
+        """The campaigns holding at least one of ``provider``'s records."""
+        with self.lock:
+            self.advance()
+            self._listing(provider, None)
+            return {c for p, c in self._listings[1] if p == provider and c is not None}
+
+    def _listing(self, provider: str, campaign: str | None) -> list[Record]:
+        """The live records of ``campaign`` (None: all of ``provider``'s) by ``seq``; call with
+        the lock held. Every listing is rebuilt in one pass after a membership change (preload,
+        link, unlink, move), so paging through an unchanged account costs a page, not a scan."""
+        version, listings = self._listings
+        if version != self._membership:
+            listings = {}
+            for (p, _), r in self._records.items():
+                listings.setdefault((p, None), []).append(r)
+                listings.setdefault((p, r.campaign_id), []).append(r)
+            for recs in listings.values():
+                recs.sort(key=attrgetter("seq"))
+            self._listings = (self._membership, listings)
+        return listings.get((provider, campaign), [])
 
     def snapshot(self, provider: str | None = None) -> list[dict[str, Any]]:
         with self.lock:
@@ -395,6 +445,7 @@ class Carrier:
                 return dataclasses.replace(rec)
             self._check_cap("telnyx", campaign, 1)
             rec.campaign_id = campaign
+            self._membership += 1
             rec.status = PENDING_LINK
             self._schedule(rec, "link", self._clock())
             self._event(rec, "link", "accepted")
@@ -428,6 +479,7 @@ class Carrier:
                 if rec is None:
                     raise CarrierError("not_found", f"{number} is not linked")
                 del self._records[(provider, number)]
+                self._membership += 1
                 if callback:
                     self._event(rec, "unlink", "success", drift=True)
                 return None
@@ -437,6 +489,7 @@ class Carrier:
                 if rec is None:
                     rec = self._new_record(provider, number, campaign_id)
                 rec.campaign_id = campaign_id
+                self._membership += 1
                 rec.status = LINKED
                 rec.due = None
                 rec.failure_reason = None

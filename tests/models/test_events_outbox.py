@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from sqlmodel import select
 
 from models import events
+from models.batch import Entry, link_numbers, unlink_numbers
 from models.db import transaction
 from models.links import apply_observation, request_link_of, request_unlink_of
 from models.statemachine import Observation, Signal, Source
@@ -52,6 +53,41 @@ def test_every_audit_row_gets_an_outbox_row_in_its_transaction(engine: sa.Engine
         outbox = [o.event_id for o in s.exec(select(EventOutbox).order_by(EventOutbox.id)).all()]
     assert len(audit) == 4
     assert outbox == audit
+
+
+def _audit_and_outbox(engine: sa.Engine) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    with engine.connect() as conn:
+        audit = conn.execute(sa.text("SELECT id, link_id FROM link_events ORDER BY id")).all()
+        outbox = conn.execute(sa.text("SELECT event_id, link_id FROM event_outbox ORDER BY id"))
+        return [tuple(r) for r in audit], [tuple(r) for r in outbox.all()]
+
+
+def test_a_multi_row_audit_insert_gets_one_outbox_row_per_audit_row_in_order(
+    engine: sa.Engine,
+) -> None:
+    """Batches write their audit rows in one INSERT each (PostgreSQL: one trigger call per
+    statement); the outbox still holds one row per audit row, numbered in audit id order."""
+    numbers = [Entry(f"+1202555{i:04d}") for i in range(300)]
+    with transaction(engine) as s:
+        link_numbers(s, "plivo", "C1", numbers, source=Source.CLI, now=at(0))
+    with transaction(engine) as s:  # every link changes: the compare-and-set path's INSERT
+        link_numbers(s, "plivo", "C2", numbers[::-1], source=Source.CLI, now=at(1))
+    with transaction(engine) as s:
+        unlink_numbers(s, "plivo", numbers[:7], source=Source.CLI, now=at(2))
+    audit, outbox = _audit_and_outbox(engine)
+    assert len(audit) == 607
+    assert outbox == audit
+
+
+def test_the_postgres_outbox_trigger_runs_once_per_statement(pg_engine: sa.Engine) -> None:
+    with pg_engine.connect() as conn:
+        orientation = conn.execute(
+            sa.text(
+                "SELECT action_orientation FROM information_schema.triggers"
+                " WHERE trigger_name = 'link_events_outbox'"
+            )
+        ).scalar_one()
+    assert orientation == "STATEMENT"
 
 
 def test_fan_out_makes_one_delivery_per_url_and_empties_the_outbox(engine: sa.Engine) -> None:

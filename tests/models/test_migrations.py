@@ -31,6 +31,33 @@ def test_downgrade_and_upgrade_again(db_url: str) -> None:
     check(db_url)
 
 
+def test_outbox_trigger_downgrades_to_the_row_trigger_and_back(db_url: str) -> None:
+    """0007 <-> 0006: both triggers give each audit row its outbox row, in order."""
+    from alembic import command
+
+    from models.batch import Entry, link_numbers
+    from models.db import transaction
+    from models.statemachine import Source
+
+    numbers = [Entry(f"+1202555{i:04d}") for i in range(20)]
+    engine = make_engine(db_url)
+    try:
+        for revision, campaign in (("0006", "C1"), ("head", "C2")):
+            if revision == "head":
+                upgrade(db_url)
+            else:
+                command.downgrade(alembic_config(db_url), revision)
+            with transaction(engine) as session:
+                link_numbers(session, "plivo", campaign, numbers, source=Source.CLI)
+        with engine.connect() as conn:
+            audit = conn.execute(sa.text("SELECT id FROM link_events ORDER BY id")).scalars()
+            outbox = conn.execute(sa.text("SELECT event_id FROM event_outbox ORDER BY id"))
+            assert list(audit) == list(outbox.scalars())
+    finally:
+        engine.dispose()
+    check(db_url)
+
+
 @pytest.mark.parametrize(
     "statement", ["UPDATE link_events SET reason = 'x'", "DELETE FROM link_events"]
 )

@@ -3,11 +3,19 @@ form built on it."""
 
 from __future__ import annotations
 
+import phonenumbers
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models.numbers import InvalidNumber, is_e164, lookup_e164, to_e164, to_e164_us
+from models.numbers import (
+    US_REGIONS,
+    InvalidNumber,
+    is_e164,
+    lookup_e164,
+    to_e164,
+    to_e164_us,
+)
 from providers.plivo import e164_to_digits
 
 
@@ -89,3 +97,24 @@ def test_plain_nanp_numbers_skip_parsing_with_the_same_result(
             return f"invalid: {exc}"
 
     assert outcome(plain) == outcome(spaced)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    npa=st.one_of(st.integers(200, 999), st.sampled_from([787, 939, 671, 340, 684, 670, 876])),
+    nxx=st.integers(200, 999),
+    line=st.integers(0, 9999),
+)
+def test_valid_exactly_when_phonenumbers_says_a_valid_us_number(
+    npa: int, nxx: int, line: int
+) -> None:
+    """The region search's own validation is not repeated: same verdicts as the library's
+    ``is_valid_number`` and region, for the US, its territories and other NANP countries."""
+    raw = f"+1{npa}{nxx}{line:04d}"
+    parsed = phonenumbers.parse(raw)
+    region = phonenumbers.region_code_for_number(parsed)
+    expected = phonenumbers.is_valid_number(parsed) and region in US_REGIONS
+    try:
+        assert to_e164_us(raw) == raw and expected
+    except InvalidNumber:
+        assert not expected
