@@ -282,19 +282,15 @@ def _unnest(
     inside an array would be read as another dimension of it) and is cast back.
     """
     first = rows[0]
-    same = {
-        n
-        for n in names
-        if n not in keep_arrays
-        and all(type(row[n]) is type(first[n]) and row[n] == first[n] for row in rows)
-    }
+    values = {n: [row[n] for row in rows] for n in names}
+    same = {n for n in names if n not in keep_arrays and _all_same(values[n])}
     varying = [n for n in names if n not in same] or [names[0]]
     typed = dict(zip(names, types, strict=True))
     as_text = {n for n in varying if isinstance(typed[n], sa.JSON)}
     arrays = [
-        sa.bindparam(f"v_{n}", [_json_text(row[n], typed[n]) for row in rows], ARRAY(sa.Text()))
+        sa.bindparam(f"v_{n}", [_json_text(v, typed[n]) for v in values[n]], ARRAY(sa.Text()))
         if n in as_text
-        else sa.bindparam(f"v_{n}", [row[n] for row in rows], _array_of(typed[n]))
+        else sa.bindparam(f"v_{n}", values[n], _array_of(typed[n]))
         for n in varying
     ]
     unnested = (
@@ -311,6 +307,12 @@ def _unnest(
         return sa.bindparam(f"v_{n}", first[n], typed[n]).label(n)
 
     return sa.select(*(column(n) for n in names)).subquery("v")
+
+
+def _all_same(values: list[Any]) -> bool:
+    """Whether every value equals the first and has its type (``True`` is not ``1``); list
+    and set built-ins, not a Python loop: a 10,000-row batch asks this of every column."""
+    return values.count(values[0]) == len(values) and len(set(map(type, values))) == 1
 
 
 def _json_text(value: Any, type_: sa.JSON) -> str | None:

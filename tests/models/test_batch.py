@@ -137,7 +137,11 @@ def test_a_batch_writes_what_the_single_row_path_writes(db_url: str, tmp_path: A
 
     if single_url == db_url:  # PostgreSQL: the same database, emptied
         with make_engine(db_url).begin() as conn:
-            conn.execute(sa.text("TRUNCATE links, link_events, alerts RESTART IDENTITY CASCADE"))
+            conn.execute(
+                sa.text(
+                    "TRUNCATE links, link_events, event_outbox, alerts RESTART IDENTITY CASCADE"
+                )
+            )
     single_engine = make_engine(single_url)
     single_results = []
     for op, campaign, ids, t in steps:
