@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -147,6 +147,8 @@ def insert_many(
     names = list(rows[0])
     if is_postgres(session) and _unnestable(table, names):
         return _insert_unnest(session, table, names, rows, ignore_conflicts, returning)
+    if session.get_bind().dialect.name == "sqlite":
+        return _insert_sqlite(session, table, names, rows, ignore_conflicts, returning)
     if ignore_conflicts and session.get_bind().dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as pg_insert
 
@@ -169,6 +171,73 @@ def insert_many(
         if returning:
             inserted.extend(result)
     return inserted
+
+
+def _insert_sqlite(
+    session: Session,
+    table: sa.Table,
+    names: Sequence[str],
+    rows: Sequence[Mapping[str, Any]],
+    ignore_conflicts: bool,
+    returning: Sequence[str],
+) -> list[sa.Row[Any]]:
+    """``insert_many`` on SQLite: multi-row ``INSERT … VALUES (?, …), …`` of converted values.
+
+    SQLAlchemy converts every parameter of every row through its type (a date-time column's
+    ``UTCDateTime``, then SQLite's string form): 70,000 conversions were 0.7 s of a 10,000-line
+    ``dlcsync link``. Here each column's converter runs once per distinct value (a batch's rows
+    share their times, states, campaign), and the driver gets plain tuples. Columns left out
+    get their Python-side defaults, computed once for the statement as on PostgreSQL.
+    """
+    conn = session.connection()
+    dialect = conn.dialect
+    defaults = {
+        c.name: c.default.arg(None) if c.default.is_callable else c.default.arg  # type: ignore[attr-defined]
+        for c in table.columns
+        if c.name not in names and c.default is not None and not c.default.is_sequence
+    }
+    columns = [*names, *defaults]
+    converters = [_converter(table.c[n].type, dialect) for n in columns]
+    fixed = tuple(defaults.values())
+    values = [
+        tuple(convert(row[n]) for convert, n in zip(converters, names, strict=False)) + fixed
+        for row in rows
+    ]
+    quote = dialect.identifier_preparer.quote  # names from the table's metadata, not input
+    head = f"INSERT INTO {quote(table.name)} ({', '.join(map(quote, columns))}) VALUES "  # noqa: S608
+    tail = " ON CONFLICT DO NOTHING" if ignore_conflicts else ""
+    if returning:
+        tail += " RETURNING " + ", ".join(quote(n) for n in returning)
+    one = "(" + ", ".join("?" * len(columns)) + ")"
+    inserted: list[sa.Row[Any]] = []
+    size = max(1, PARAMS_PER_STATEMENT // len(columns))
+    for start in range(0, len(values), size):
+        chunk = values[start : start + size]
+        sql = head + ", ".join([one] * len(chunk)) + tail
+        result = conn.exec_driver_sql(sql, tuple(v for row in chunk for v in row))
+        if returning:
+            inserted.extend(result)
+    return inserted
+
+
+def _converter(type_: Any, dialect: sa.Dialect) -> Callable[[Any], Any]:
+    """The type's bind conversion, once per distinct hashable value (keyed by type too:
+    ``True == 1``)."""
+    process = type_._cached_bind_processor(dialect)
+    if process is None:
+        return lambda value: value
+    seen: dict[tuple[type, Any], Any] = {}
+
+    def convert(value: Any) -> Any:
+        try:
+            key = (type(value), value)
+            if key not in seen:
+                seen[key] = process(value)
+            return seen[key]
+        except TypeError:  # unhashable (a JSON list or object)
+            return process(value)
+
+    return convert
 
 
 def update_many(
