@@ -139,26 +139,22 @@ def insert_many(
 ) -> list[sa.Row[Any]]:
     """One multi-row INSERT for all ``rows`` (same keys in each), ON CONFLICT DO NOTHING when
     ``ignore_conflicts``. PostgreSQL: the rows as arrays (:func:`_unnest`), unless a column is
-    binary; else rows beyond PARAMS_PER_STATEMENT parameters take another statement.
-    With ``returning``: those columns of the rows inserted (not of those that conflicted)."""
+    binary; SQLite: :func:`_insert_sqlite`. Rows beyond PARAMS_PER_STATEMENT parameters take
+    another statement. With ``returning``: those columns of the rows inserted (not of those
+    that conflicted)."""
     if not rows:
         return []
     table: sa.Table = model.__table__
     names = list(rows[0])
-    if is_postgres(session) and _unnestable(table, names):
-        return _insert_unnest(session, table, names, rows, ignore_conflicts, returning)
-    if session.get_bind().dialect.name == "sqlite":
+    if not is_postgres(session):
         return _insert_sqlite(session, table, names, rows, ignore_conflicts, returning)
-    if ignore_conflicts and session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
+    if _unnestable(table, names):
+        return _insert_unnest(session, table, names, rows, ignore_conflicts, returning)
+    from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-        stmt: Any = pg_insert(table).on_conflict_do_nothing()
-    elif ignore_conflicts:
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-        stmt = sqlite_insert(table).on_conflict_do_nothing()
-    else:
-        stmt = sa.insert(table)
+    stmt: Any = pg_insert(table)
+    if ignore_conflicts:
+        stmt = stmt.on_conflict_do_nothing()
     if returning:
         stmt = stmt.returning(*(table.c[c] for c in returning))
     inserted: list[sa.Row[Any]] = []
