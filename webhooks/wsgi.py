@@ -4,7 +4,6 @@ Settings the web process cannot run with (a blank or short ``API_TOKEN``) stop i
 line on stderr and gunicorn's "app failed to load" exit, not a traceback per worker.
 """
 
-import gc
 import sys
 
 from common.logs import configure_logging
@@ -17,8 +16,3 @@ try:
 except ConfigurationError as exc:
     print(f"dlcsync web: cannot start: {exc}", file=sys.stderr, flush=True)
     sys.exit(4)  # gunicorn's APP_LOAD_ERROR: the arbiter stops instead of respawning
-
-# What start-up built (modules, the app, the engine) lives as long as the process: out of the
-# collector's sight, a full collection walks only what requests allocate, so it no longer
-# stalls a request for tens of milliseconds (the ingest p99, DESIGN §7).
-gc.freeze()
